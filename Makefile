@@ -1,0 +1,35 @@
+# Quick start: `make demo` and `make test` on a fresh machine.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+DEMO_DIR ?= demo-output
+
+.PHONY: setup demo test lint browser clean
+
+$(STAMP): setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# The main job on the embedded SQLite default.
+demo: setup
+	$(VENV)/bin/mlgov demo --workdir $(DEMO_DIR)
+
+lint: setup
+	$(PY) -m ruff check mlflow_governance projects tests benchmarks
+
+# Debian's chromium and its driver for the browser tests (no test tool downloads a browser).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	    else echo "install Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)"; fi; }
+
+test: setup browser lint
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) *.egg-info

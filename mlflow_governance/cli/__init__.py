@@ -1,0 +1,1 @@
+"""The ``mlgov`` command line."""

@@ -1,0 +1,194 @@
+"""Governance commands: roles, initiate, transition, field, status, tasks, audit, factsheet."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from mlflow_governance import workflow
+from mlflow_governance.cli.common import echo_json, parse_assignments
+from mlflow_governance.client import GovernanceClient
+
+
+def _client() -> GovernanceClient:
+    return GovernanceClient()
+
+
+@click.group("roles")
+def roles_group() -> None:
+    """Manage who holds which governance role (admin only for changes)."""
+
+
+@roles_group.command("grant")
+@click.argument("user")
+@click.argument("roles", nargs=-1, required=True, type=click.Choice(workflow.ALL_ROLES))
+def roles_grant(user: str, roles: tuple[str, ...]) -> None:
+    """Give USER one or more ROLES."""
+    client = _client()
+    for role in roles:
+        changed = client.grant(user, role)
+        click.echo(f"{'granted' if changed else 'already held'}: {user} {role}")
+
+
+@roles_group.command("revoke")
+@click.argument("user")
+@click.argument("role", type=click.Choice(workflow.ALL_ROLES))
+def roles_revoke(user: str, role: str) -> None:
+    """Take ROLE from USER."""
+    changed = _client().revoke(user, role)
+    click.echo(f"{'revoked' if changed else 'not held'}: {user} {role}")
+
+
+@roles_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def roles_list(as_json: bool) -> None:
+    """List the role table."""
+    rows = _client().roles()
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("(no roles granted)")
+    for r in rows:
+        click.echo(f"{r['username']:<20} {r['role']:<20} granted by {r['granted_by']}")
+
+
+@click.command("initiate")
+@click.argument("model")
+@click.option("--use-case", required=True, help="What the model is for.")
+@click.option("--risk-tier", type=click.Choice(workflow.RISK_TIERS), default="medium", show_default=True)
+@click.option("--business-owner", default=None, help="Accountable business owner (default: you).")
+def initiate(model: str, use_case: str, risk_tier: str, business_owner: str | None) -> None:
+    """Put MODEL under governance (ModelOwner); prints its inventory id."""
+    click.echo(_client().initiate(model, use_case, risk_tier, business_owner))
+
+
+@click.command("transition")
+@click.argument("model")
+@click.argument("action", type=click.Choice(workflow.ACTIONS))
+@click.option("--version", type=int, default=None, help="The model version (development onwards).")
+@click.option("--set", "assignments", multiple=True, metavar="FIELD=VALUE", help="Fill a field (repeatable).")
+@click.option("--comment", default=None, help="Why (required for reject, accept, decommission).")
+@click.option("--json", "as_json", is_flag=True, help="Print the new status as JSON.")
+def transition(model: str, action: str, version: int | None, assignments: tuple[str, ...], comment, as_json) -> None:
+    """Perform ACTION on MODEL (the workflow table decides which actions are valid where)."""
+    status = _client().transition(model, action, version, parse_assignments(assignments), comment)
+    if as_json:
+        echo_json(status)
+        return
+    target = status.get("version") or status
+    where = f"{model} v{version}" if version is not None else model
+    click.echo(f"{where}: {target['stage']} (waiting for {target.get('assignee_role') or 'nobody'})")
+
+
+@click.command("field")
+@click.argument("model")
+@click.argument("assignment", metavar="FIELD=VALUE")
+@click.option("--version", type=int, default=None)
+def field(model: str, assignment: str, version: int | None) -> None:
+    """Fill one field of the current stage without moving the model."""
+    (name, value), = parse_assignments((assignment,)).items()
+    _client().set_field(model, name, value, version)
+    click.echo(f"{model}{f' v{version}' if version else ''}: {name} = {value}")
+
+
+@click.command("status")
+@click.argument("model")
+@click.option("--version", type=int, default=None)
+@click.option("--json", "as_json", is_flag=True)
+def status(model: str, version: int | None, as_json: bool) -> None:
+    """Stage, assignee role, fields and usability of MODEL (or one version)."""
+    s = _client().status(model, version)
+    if as_json:
+        echo_json(s)
+        return
+    click.echo(f"{s['model']} ({s.get('inventory_id') or 'not governed'}): {s.get('stage')}"
+               f" - waiting for {s.get('assignee_role') or 'nobody'}")
+    for k, v in sorted(s.get("fields", {}).items()):
+        click.echo(f"  {k}: {v}")
+    for v in s.get("versions", []):
+        mark = " *production*" if v["version"] == s.get("production_version") else ""
+        click.echo(f"  version {v['version']}: {v['stage']} (waiting for {v.get('assignee_role') or 'nobody'})"
+                   f"{', usability ' + v['usability'] if v.get('usability') else ''}{mark}")
+    if version is not None:
+        for k, v in sorted(s["version"]["fields"].items()):
+            click.echo(f"    {k}: {v}")
+
+
+@click.command("tasks")
+@click.option("--role", type=click.Choice(workflow.GOVERNANCE_ROLES), default=None,
+              help="Role whose inbox to show (default: every role you hold).")
+@click.option("--json", "as_json", is_flag=True)
+def tasks(role: str | None, as_json: bool) -> None:
+    """What waits for a role: the approvals inbox."""
+    items = _client().tasks(role)
+    if as_json:
+        echo_json(items)
+        return
+    if not items:
+        click.echo("(nothing waiting)")
+    for i in items:
+        where = f"{i['model']} v{i['version']}" if i["version"] else i["model"]
+        click.echo(f"{i['inventory_id'] or '-':<11} {where:<30} {i['stage']:<32} {i['assignee_role']}")
+
+
+@click.group("audit")
+def audit_group() -> None:
+    """Show and verify the tamper-evident audit trail."""
+
+
+@audit_group.command("show")
+@click.option("--model", default=None)
+@click.option("--limit", type=int, default=None, help="Only the newest N rows.")
+@click.option("--json", "as_json", is_flag=True)
+def audit_show(model: str | None, limit: int | None, as_json: bool) -> None:
+    """Print audit rows, oldest first."""
+    rows = _client().audit(model, limit)
+    if as_json:
+        echo_json(rows)
+        return
+    for r in rows:
+        when = datetime.fromtimestamp(r["ts"] / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        target = f"{r['model'] or ''}{' v' + str(r['version']) if r['version'] else ''}"
+        move = f"{r['from_stage'] or '-'} -> {r['to_stage'] or '-'}" if r["to_stage"] else (r["from_stage"] or "")
+        extra = f" [{r['reason']}]" if r["reason"] else (f" ({r['comment']})" if r["comment"] else "")
+        click.echo(f"#{r['seq']:<5} {when} {r['outcome']:<9} {r['actor']:<12} {r['action']:<13} {target:<24} {move}{extra}")
+
+
+@audit_group.command("verify")
+def audit_verify() -> None:
+    """Check the hash chain; exit 1 naming the first bad row when it does not hold."""
+    v = _client().verify_audit()
+    if v["ok"]:
+        click.echo(f"audit trail intact: {v['rows']} rows")
+        return
+    click.echo(f"AUDIT TRAIL BROKEN at row {v['bad_seq']}: {v['problem']}", err=True)
+    sys.exit(1)
+
+
+@click.command("factsheet")
+@click.argument("model")
+@click.option("--format", "fmt", type=click.Choice(["md", "html"]), default="md", show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write to this file instead of standard output.")
+def factsheet(model: str, fmt: str, output: Path | None) -> None:
+    """The fact sheet of MODEL: inventory data, stage history, fields, approvals."""
+    from mlflow_governance.factsheet import render_html, render_markdown
+
+    client = _client()
+    status_ = client.status(model)
+    text = (render_html if fmt == "html" else render_markdown)(status_, client.audit(model))
+    if output is None:
+        click.echo(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"fact sheet written to {output}")
+
+
+def register(cli: click.Group) -> None:
+    """Add the governance commands to ``cli``."""
+    for command in (roles_group, initiate, transition, field, status, tasks, audit_group, factsheet):
+        cli.add_command(command)

@@ -1,0 +1,21 @@
+"""``mlgov``: governance from the shell. User mistakes print a message and exit non-zero."""
+
+from __future__ import annotations
+
+import click
+
+from mlflow_governance.cli.common import GovernanceGroup
+from mlflow_governance.cli.governance import register as register_governance
+
+
+@click.group(cls=GovernanceGroup)
+@click.version_option(package_name="mlflow-governance")
+def cli() -> None:
+    """Governed MLOps on MLflow: lifecycle, approvals, audit trail.
+
+    The registry is MLFLOW_REGISTRY_URI (else MLFLOW_TRACKING_URI): governed-sqlite:///PATH,
+    governed-postgresql://... (acting as MLGOV_USER, development mode) or a governance server URL.
+    """
+
+
+register_governance(cli)

@@ -1,0 +1,157 @@
+"""`GovernanceClient`: the one API that the CLI, the MLproject steps and scripts record through.
+
+The registry is found the MLflow way (``MLFLOW_REGISTRY_URI``, else ``MLFLOW_TRACKING_URI``).
+A ``governed-sqlite``/``governed-postgresql`` URI is used directly through the governed store,
+acting as ``MLGOV_USER`` (development mode); an ``http(s)`` URI talks to a governance server
+(``mlflow server --app-name governance``) with ``MLFLOW_TRACKING_USERNAME``/``PASSWORD``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+from mlflow_governance import engine
+
+
+def resolve_registry_uri(registry_uri: str | None = None) -> str:
+    """The registry URI as MLflow resolves it."""
+    from mlflow.tracking._model_registry.utils import _resolve_registry_uri
+
+    uri = _resolve_registry_uri(registry_uri)
+    if not uri:
+        raise MlflowException(
+            "no registry: set MLFLOW_REGISTRY_URI (or MLFLOW_TRACKING_URI) to a governed-sqlite:///, "
+            "governed-postgresql:// or http(s):// governance server URI",
+            error_code=INVALID_PARAMETER_VALUE,
+        )
+    return uri
+
+
+def governed_store(registry_uri: str | None = None):
+    """The governed store behind a local registry URI; refuses a registry that is not governed."""
+    from mlflow.tracking._model_registry.utils import _get_store
+
+    from mlflow_governance.store import GovernedSqlAlchemyStore
+
+    uri = resolve_registry_uri(registry_uri)
+    store = _get_store(uri)
+    if not isinstance(store, GovernedSqlAlchemyStore):
+        raise MlflowException(
+            f"registry {uri!r} is not governed: use governed-sqlite:///PATH, governed-postgresql://... "
+            "or the URL of a governance server",
+            error_code=INVALID_PARAMETER_VALUE,
+        )
+    return store
+
+
+class GovernanceClient:
+    """Governance operations on the configured registry (local store or remote server)."""
+
+    def __init__(self, registry_uri: str | None = None):
+        self.registry_uri = resolve_registry_uri(registry_uri)
+        self._backend: Any = None
+
+    @property
+    def remote(self) -> bool:
+        return self.registry_uri.startswith(("http://", "https://"))
+
+    @property
+    def backend(self) -> Any:
+        if self._backend is None:
+            if self.remote:
+                from mlflow_governance.rest_client import RestGovernance
+
+                self._backend = RestGovernance(self.registry_uri)
+            else:
+                self._backend = LocalGovernance(governed_store(self.registry_uri))
+        return self._backend
+
+    def initiate(self, model: str, use_case: str, risk_tier: str = "medium", business_owner: str | None = None) -> str:
+        """Start governance of ``model``; returns its inventory id (MOD_000001...)."""
+        return self.backend.initiate(model, use_case, risk_tier, business_owner)
+
+    def transition(
+        self,
+        model: str,
+        action: str,
+        version: int | None = None,
+        fields: dict[str, str] | None = None,
+        comment: str | None = None,
+    ) -> dict[str, Any]:
+        """Perform ``action`` (approve/reject/submit/accept/decommission) with optional fields."""
+        return self.backend.transition(model, action, version, fields or {}, comment)
+
+    def set_field(self, model: str, name: str, value: str, version: int | None = None) -> dict[str, Any]:
+        """Fill one field of the current stage."""
+        return self.backend.set_field(model, name, value, version)
+
+    def status(self, model: str, version: int | None = None) -> dict[str, Any]:
+        """Stage, assignee role, fields, usability and versions of ``model``."""
+        return self.backend.status(model, version)
+
+    def tasks(self, role: str | None = None) -> list[dict[str, Any]]:
+        """What waits for ``role`` (default: any role of the acting user)."""
+        return self.backend.tasks(role)
+
+    def audit(self, model: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Audit rows, oldest first."""
+        return self.backend.audit(model, limit)
+
+    def verify_audit(self) -> dict[str, Any]:
+        """``{"ok": bool, "rows": n, "bad_seq": ..., "problem": ...}``."""
+        return self.backend.verify_audit()
+
+    def grant(self, user: str, role: str) -> bool:
+        """Admin only: give ``role`` to ``user``."""
+        return self.backend.grant(user, role)
+
+    def revoke(self, user: str, role: str) -> bool:
+        """Admin only: take ``role`` from ``user``."""
+        return self.backend.revoke(user, role)
+
+    def roles(self) -> list[dict[str, Any]]:
+        """The role table."""
+        return self.backend.roles()
+
+
+class LocalGovernance:
+    """Backend over a governed store in this process."""
+
+    def __init__(self, store):
+        self.store = store
+
+    def initiate(self, model, use_case, risk_tier, business_owner):
+        return engine.initiate(self.store, model, use_case, risk_tier, business_owner)
+
+    def transition(self, model, action, version, fields, comment):
+        return engine.act(self.store, model, action, version, fields, comment)
+
+    def set_field(self, model, name, value, version):
+        return engine.set_field(self.store, model, name, value, version)
+
+    def status(self, model, version):
+        return engine.status(self.store, model, version)
+
+    def tasks(self, role):
+        from mlflow_governance.identity import require_user
+
+        return engine.tasks(self.store, role=role, user=None if role else require_user())
+
+    def audit(self, model, limit):
+        return engine.history(self.store, model, limit)
+
+    def verify_audit(self):
+        v = engine.verify_audit(self.store)
+        return {"ok": v.ok, "rows": v.rows, "bad_seq": v.bad_seq, "problem": v.problem}
+
+    def grant(self, user, role):
+        return engine.grant_role(self.store, user, role)
+
+    def revoke(self, user, role):
+        return engine.revoke_role(self.store, user, role)
+
+    def roles(self):
+        return engine.list_roles(self.store)

@@ -1,0 +1,49 @@
+"""Configuration read from the environment, documented in ``governance.env.example``.
+
+Every value is read when asked for, never at import time, so tests and servers can set the
+environment before the first call.
+"""
+
+from __future__ import annotations
+
+import os
+
+ENV_USER = "MLGOV_USER"
+ENV_ADMIN = "MLGOV_ADMIN"
+ENV_SEPARATION_OF_DUTIES = "MLGOV_SEPARATION_OF_DUTIES"
+ENV_PRODUCTION_ALIAS = "MLGOV_PRODUCTION_ALIAS"
+
+TAG_PREFIX = "mlgov."
+TAG_STAGE = "mlgov.stage"
+TAG_ASSIGNEE = "mlgov.assignee_role"
+TAG_USABILITY = "mlgov.usability"
+TAG_INVENTORY_ID = "mlgov.inventory_id"
+TAG_ACTION = "mlgov.action"
+TAG_FIELD_PREFIX = "mlgov.field."
+TAG_DEVELOPER = "mlgov.developer"
+TAG_UPDATED_BY = "mlgov.updated_by"
+
+
+def admin_user() -> str:
+    """The user allowed to manage roles (``MLGOV_ADMIN``, default ``admin``)."""
+    return os.environ.get(ENV_ADMIN, "").strip() or "admin"
+
+
+def separation_of_duties() -> bool:
+    """Separation of duties is on unless ``MLGOV_SEPARATION_OF_DUTIES`` is false/0/off/no."""
+    return os.environ.get(ENV_SEPARATION_OF_DUTIES, "true").strip().lower() not in {
+        "0",
+        "false",
+        "off",
+        "no",
+    }
+
+
+def production_alias() -> str:
+    """The registry alias that marks the production version (default ``production``)."""
+    return os.environ.get(ENV_PRODUCTION_ALIAS, "").strip() or "production"
+
+
+def local_user() -> str | None:
+    """The acting user of a local process (development mode): ``MLGOV_USER``."""
+    return os.environ.get(ENV_USER, "").strip() or None
