@@ -37,7 +37,8 @@ def governed_store(registry_uri: str | None = None):
     from mlflow_governance.store import GovernedSqlAlchemyStore
 
     uri = resolve_registry_uri(registry_uri)
-    store = _get_store(uri)
+    # Check the scheme first: opening a plain registry would create its database as a side effect.
+    store = _get_store(uri) if uri.startswith("governed-") else None
     if not isinstance(store, GovernedSqlAlchemyStore):
         raise MlflowException(
             f"registry {uri!r} is not governed: use governed-sqlite:///PATH, governed-postgresql://... "

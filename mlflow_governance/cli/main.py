@@ -6,6 +6,7 @@ import click
 
 from mlflow_governance.cli.common import GovernanceGroup
 from mlflow_governance.cli.governance import register as register_governance
+from mlflow_governance.cli.server import register as register_server
 
 
 @click.group(cls=GovernanceGroup)
@@ -19,3 +20,4 @@ def cli() -> None:
 
 
 register_governance(cli)
+register_server(cli)

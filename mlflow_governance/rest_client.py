@@ -1,0 +1,99 @@
+"""The governance REST API from Python: what `GovernanceClient` uses against a server.
+
+Credentials follow MLflow's conventions (``MLFLOW_TRACKING_USERNAME`` / ``PASSWORD``); errors
+come back as `MlflowException` with the server's error code and message.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import requests
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, ErrorCode
+
+PREFIX = "/api/2.0/mlflow-governance"
+
+
+class RestGovernance:
+    """Backend of `GovernanceClient` for an ``http(s)://`` governance server."""
+
+    def __init__(self, base_url: str, username: str | None = None, password: str | None = None, timeout: float = 60):
+        self.base_url = base_url.rstrip("/")
+        username = username or os.environ.get("MLFLOW_TRACKING_USERNAME")
+        password = password or os.environ.get("MLFLOW_TRACKING_PASSWORD")
+        self.auth = (username, password) if username else None
+        self.timeout = timeout
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None, raw: bool = False) -> Any:
+        url = self.base_url + (path if path.startswith("/api/") else PREFIX + path)
+        clean = {k: v for k, v in (body or {}).items() if v is not None}
+        try:
+            resp = requests.request(
+                method,
+                url,
+                json=clean if method != "GET" else None,
+                params=clean if method == "GET" else None,
+                auth=self.auth,
+                timeout=self.timeout,
+            )
+        except requests.RequestException as exc:
+            raise MlflowException(f"cannot reach the governance server at {self.base_url}: {exc}") from exc
+        if resp.status_code >= 400:
+            try:
+                err = resp.json()
+                message, code = err.get("message", resp.text), err.get("error_code", "INTERNAL_ERROR")
+            except ValueError:
+                message, code = resp.text.strip() or resp.reason, None
+            if code is None:
+                code = {401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "RESOURCE_DOES_NOT_EXIST"}.get(
+                    resp.status_code, "INTERNAL_ERROR"
+                )
+            if resp.status_code == 404 and "mlflow-governance" in url and code == "ENDPOINT_NOT_FOUND":
+                message = f"{self.base_url} is not a governance server (start it with --app-name governance)"
+            known = code in ErrorCode.keys()
+            raise MlflowException(message, error_code=ErrorCode.Value(code) if known else INTERNAL_ERROR)
+        return resp.text if raw else resp.json()
+
+    def whoami(self) -> dict[str, Any]:
+        return self._call("GET", "/whoami")
+
+    def initiate(self, model, use_case, risk_tier, business_owner):
+        body = {"model": model, "use_case": use_case, "risk_tier": risk_tier, "business_owner": business_owner}
+        return self._call("POST", "/models/initiate", body)["inventory_id"]
+
+    def transition(self, model, action, version, fields, comment):
+        body = {"model": model, "action": action, "version": version, "fields": fields, "comment": comment}
+        return self._call("POST", "/models/transition", body)
+
+    def set_field(self, model, name, value, version):
+        return self._call("POST", "/models/set-field", {"model": model, "name": name, "value": value, "version": version})
+
+    def status(self, model, version):
+        return self._call("GET", "/models/status", {"model": model, "version": version})
+
+    def tasks(self, role):
+        return self._call("GET", "/tasks", {"role": role})["tasks"]
+
+    def audit(self, model, limit):
+        return self._call("GET", "/audit", {"model": model, "limit": limit})["rows"]
+
+    def verify_audit(self):
+        return self._call("GET", "/audit/verify")
+
+    def factsheet(self, model: str, fmt: str = "md") -> str:
+        return self._call("GET", "/factsheet", {"model": model, "format": fmt}, raw=True)
+
+    def grant(self, user, role):
+        return self._call("POST", "/roles/grant", {"username": user, "role": role})["changed"]
+
+    def revoke(self, user, role):
+        return self._call("POST", "/roles/revoke", {"username": user, "role": role})["changed"]
+
+    def roles(self):
+        return self._call("GET", "/roles/list")["roles"]
+
+    def add_user(self, username: str, password: str) -> None:
+        """Create a user through MLflow's own basic-auth endpoint (admin only)."""
+        self._call("POST", "/api/2.0/mlflow/users/create", {"username": username, "password": password})

@@ -1,0 +1,1 @@
+"""The governance server: MLflow's basic-auth app plus governance REST endpoints and pages."""

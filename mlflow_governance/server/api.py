@@ -1,0 +1,248 @@
+"""Governance REST endpoints under ``/api/2.0/mlflow-governance/`` (routes as a table).
+
+Every endpoint acts as the authenticated user (MLflow's basic-auth sets it before the handler
+runs) through the same engine as the CLI; errors use MLflow's JSON shape and HTTP status
+(400 bad input, 401 unauthenticated, 403 refused, 404 unknown model, 409 wrong stage).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, request
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import (
+    INVALID_PARAMETER_VALUE,
+    PERMISSION_DENIED,
+    RESOURCE_DOES_NOT_EXIST,
+    UNAUTHENTICATED,
+)
+from mlflow.server.handlers import catch_mlflow_exception
+
+from mlflow_governance import engine, workflow
+
+PREFIX = "/api/2.0/mlflow-governance"
+AJAX_PREFIX = "/ajax-api/2.0/mlflow-governance"
+
+
+def governed_store():
+    """The server's registry store; it must be the governed one."""
+    from mlflow.server.handlers import _get_model_registry_store
+
+    from mlflow_governance.store import GovernedSqlAlchemyStore
+
+    store = _get_model_registry_store()
+    if not isinstance(store, GovernedSqlAlchemyStore):
+        raise MlflowException(
+            "this server's registry is not governed: start it with --registry-store-uri governed-...",
+            error_code=INVALID_PARAMETER_VALUE,
+        )
+    return store
+
+
+def _body() -> dict[str, Any]:
+    if request.method == "GET":
+        return request.args.to_dict()
+    data = request.get_json(silent=True)
+    if data is None:
+        if request.data:
+            raise MlflowException("request body is not valid JSON", error_code=INVALID_PARAMETER_VALUE)
+        return {}
+    if not isinstance(data, dict):
+        raise MlflowException("request body must be a JSON object", error_code=INVALID_PARAMETER_VALUE)
+    return data
+
+
+def _text(data: dict[str, Any], key: str, required: bool = True) -> str | None:
+    value = data.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise MlflowException(f"missing parameter {key!r}", error_code=INVALID_PARAMETER_VALUE)
+        return None
+    if not isinstance(value, (str, int, float)):
+        raise MlflowException(f"parameter {key!r} must be a string", error_code=INVALID_PARAMETER_VALUE)
+    return str(value)
+
+
+def _version(data: dict[str, Any]) -> int | None:
+    value = data.get("version")
+    if value in (None, ""):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise MlflowException(f"version must be a number, not {value!r}", error_code=INVALID_PARAMETER_VALUE) from None
+
+
+def _fields(data: dict[str, Any]) -> dict[str, str]:
+    fields = data.get("fields") or {}
+    if not isinstance(fields, dict) or not all(isinstance(v, (str, int, float)) for v in fields.values()):
+        raise MlflowException("fields must be an object of strings", error_code=INVALID_PARAMETER_VALUE)
+    return {str(k): str(v) for k, v in fields.items()}
+
+
+def current_user() -> str:
+    user = getattr(g, "mlflow_authenticated_user", None)
+    if not user:
+        raise MlflowException("authentication required", error_code=UNAUTHENTICATED)
+    return user
+
+
+# --- handlers --------------------------------------------------------------------------------
+
+
+def whoami(data):
+    user = current_user()
+    return {"user": user, "roles": sorted(engine.roles_of(governed_store(), user))}
+
+
+def initiate(data):
+    inventory_id = engine.initiate(
+        governed_store(),
+        _text(data, "model"),
+        _text(data, "use_case"),
+        _text(data, "risk_tier", required=False) or "medium",
+        _text(data, "business_owner", required=False),
+    )
+    return {"inventory_id": inventory_id}
+
+
+def transition(data):
+    return engine.act(
+        governed_store(),
+        _text(data, "model"),
+        _text(data, "action"),
+        _version(data),
+        _fields(data),
+        _text(data, "comment", required=False),
+    )
+
+
+def set_field(data):
+    return engine.set_field(
+        governed_store(), _text(data, "model"), _text(data, "name"), _text(data, "value"), _version(data)
+    )
+
+
+def status(data):
+    return engine.status(governed_store(), _text(data, "model"), _version(data))
+
+
+def tasks(data):
+    role = _text(data, "role", required=False)
+    if role and role not in workflow.GOVERNANCE_ROLES:
+        raise MlflowException(f"unknown role {role!r}", error_code=INVALID_PARAMETER_VALUE)
+    return {"tasks": engine.tasks(governed_store(), role=role, user=current_user())}
+
+
+def audit_rows(data):
+    limit = data.get("limit")
+    try:
+        limit = int(limit) if limit not in (None, "") else None
+    except ValueError:
+        raise MlflowException("limit must be a number", error_code=INVALID_PARAMETER_VALUE) from None
+    return {"rows": engine.history(governed_store(), _text(data, "model", required=False), limit)}
+
+
+def audit_verify(data):
+    v = engine.verify_audit(governed_store())
+    return {"ok": v.ok, "rows": v.rows, "bad_seq": v.bad_seq, "problem": v.problem}
+
+
+def factsheet(data):
+    from mlflow_governance.factsheet import render_html, render_markdown
+
+    store = governed_store()
+    model = _text(data, "model")
+    fmt = _text(data, "format", required=False) or "md"
+    if fmt not in ("md", "html"):
+        raise MlflowException("format must be md or html", error_code=INVALID_PARAMETER_VALUE)
+    text = (render_html if fmt == "html" else render_markdown)(
+        engine.status(store, model), engine.history(store, model)
+    )
+    return Response(text, mimetype="text/html" if fmt == "html" else "text/markdown")
+
+
+def _require_user_exists(username: str) -> None:
+    from mlflow.server.auth import store as auth_store
+
+    if not auth_store.has_user(username):
+        raise MlflowException(
+            f"no user {username!r}: create it first (mlgov users add)", error_code=RESOURCE_DOES_NOT_EXIST
+        )
+
+
+def grant(data):
+    username, role = _text(data, "username"), _text(data, "role")
+    store = governed_store()
+    if workflow.ADMIN in engine.roles_of(store, current_user()):
+        _require_user_exists(username)
+    return {"changed": engine.grant_role(store, username, role)}
+
+
+def revoke(data):
+    return {"changed": engine.revoke_role(governed_store(), _text(data, "username"), _text(data, "role"))}
+
+
+def list_roles(data):
+    store = governed_store()
+    if workflow.ADMIN not in engine.roles_of(store, current_user()):
+        raise MlflowException("only the admin may list the role table", error_code=PERMISSION_DENIED)
+    return {"roles": engine.list_roles(store)}
+
+
+# (path, method, handler): the whole API.
+ROUTES: tuple[tuple[str, str, Callable[[dict], Any]], ...] = (
+    ("/whoami", "GET", whoami),
+    ("/models/initiate", "POST", initiate),
+    ("/models/transition", "POST", transition),
+    ("/models/set-field", "POST", set_field),
+    ("/models/status", "GET", status),
+    ("/tasks", "GET", tasks),
+    ("/audit", "GET", audit_rows),
+    ("/audit/verify", "GET", audit_verify),
+    ("/factsheet", "GET", factsheet),
+    ("/roles/grant", "POST", grant),
+    ("/roles/revoke", "POST", revoke),
+    ("/roles/list", "GET", list_roles),
+)
+
+
+def _view(handler: Callable[[dict], Any]) -> Callable[[], Response]:
+    @catch_mlflow_exception
+    def view() -> Response:
+        result = handler(_body())
+        return result if isinstance(result, Response) else jsonify(result)
+
+    view.__name__ = f"mlgov_{handler.__name__}"
+    return view
+
+
+def _authenticated_only() -> bool:
+    """Basic-auth validator for our routes: being signed in is enough, governance decides the rest."""
+    return True
+
+
+def _json_auth_errors(response: Response) -> Response:
+    """Basic-auth answers 401/403 in plain text; on our API give MLflow's JSON error shape."""
+    if request.path.startswith((PREFIX, AJAX_PREFIX)) and response.status_code in (401, 403) and not response.is_json:
+        code = "UNAUTHENTICATED" if response.status_code == 401 else "PERMISSION_DENIED"
+        message = "authentication required: sign in with a valid user and password" if response.status_code == 401 \
+            else "permission denied"
+        body = json.dumps({"error_code": code, "message": message})
+        new = Response(body, status=response.status_code, mimetype="application/json")
+        if "WWW-Authenticate" in response.headers:
+            new.headers["WWW-Authenticate"] = response.headers["WWW-Authenticate"]
+        return new
+    return response
+
+
+def register(app: Flask, auth_module) -> None:
+    """Add the routes to MLflow's Flask app and declare them to basic-auth."""
+    for path, method, handler in ROUTES:
+        for prefix in (PREFIX, AJAX_PREFIX):
+            app.add_url_rule(prefix + path, endpoint=f"mlgov{prefix}{path}", view_func=_view(handler), methods=[method])
+            auth_module.BEFORE_REQUEST_VALIDATORS[(prefix + path, method)] = _authenticated_only
+    app.after_request(_json_auth_errors)

@@ -1,0 +1,78 @@
+"""``mlflow server --app-name governance``: authenticated MLflow with governance routes.
+
+Builds on MLflow's basic-auth app (`mlflow.server.auth.create_app`): it authenticates every
+Flask request and sets ``flask.g.mlflow_authenticated_user``, which the governed registry store
+reads as the acting user; under uvicorn it also guards MLflow's native FastAPI routes with its
+permission middleware. This module configures it from the governance settings before importing
+it (MLflow reads its auth configuration at import time), then adds the governance REST API and
+the approvals page.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+from mlflow_governance import config, settings
+
+
+def _auth_database_uri() -> str:
+    explicit = os.environ.get("MLGOV_AUTH_DATABASE_URI", "").strip()
+    if explicit:
+        return explicit
+    from mlflow.server.constants import BACKEND_STORE_URI_ENV_VAR, REGISTRY_STORE_URI_ENV_VAR
+
+    registry = os.environ.get(REGISTRY_STORE_URI_ENV_VAR) or os.environ.get(BACKEND_STORE_URI_ENV_VAR) or ""
+    if registry.startswith("governed-"):
+        return registry.removeprefix("governed-")
+    raise MlflowException(
+        "the governance app needs --registry-store-uri governed-sqlite:///... or governed-postgresql://... "
+        "(or MLGOV_AUTH_DATABASE_URI for the user database)",
+        error_code=INVALID_PARAMETER_VALUE,
+    )
+
+
+def configure_basic_auth() -> None:
+    """Point MLflow's basic-auth at our settings; refuse to start without an admin password."""
+    settings.load()
+    password = os.environ.get("MLGOV_ADMIN_PASSWORD") or os.environ.get("MLFLOW_AUTH_ADMIN_PASSWORD")
+    if not password:
+        raise MlflowException(
+            "MLGOV_ADMIN_PASSWORD is not set: the governance server has no default password "
+            "(set it in the configuration file or the environment)",
+            error_code=INVALID_PARAMETER_VALUE,
+        )
+    os.environ["MLFLOW_AUTH_ADMIN_USERNAME"] = config.admin_user()
+    os.environ["MLFLOW_AUTH_ADMIN_PASSWORD"] = password
+    permission = os.environ.get("MLGOV_DEFAULT_PERMISSION", "").strip() or "EDIT"
+    ini = Path(tempfile.mkdtemp(prefix="mlgov-auth-")) / "basic_auth.ini"
+    ini.write_text(
+        "[mlflow]\n"
+        f"default_permission = {permission}\n"
+        f"database_uri = {_auth_database_uri()}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
+        encoding="utf-8",
+    )
+    os.environ["MLFLOW_AUTH_CONFIG_PATH"] = str(ini)
+
+
+def create_app():
+    """App factory named by the ``mlflow.app`` entry point ``governance``."""
+    configure_basic_auth()
+    from mlflow.server import app as flask_app
+    from mlflow.server import auth
+
+    from mlflow_governance.server import api, pages
+
+    api.register(flask_app, auth)
+    pages.register(flask_app, auth)
+    app = auth.create_app(flask_app)
+    if not isinstance(app, type(flask_app)):  # uvicorn: a FastAPI app wrapping Flask
+        from mlflow_governance.server.guard import add_native_route_guard
+
+        add_native_route_guard(app)
+    return app

@@ -1,0 +1,225 @@
+"""A real `mlflow server --app-name governance`: users, roles and a full walk over REST."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from mlflow_governance import workflow as wf
+from mlflow_governance.client import GovernanceClient
+from mlflow_governance.rest_client import RestGovernance
+from tests.conftest import USERS, unique
+from tests.governance_helpers import PATH, fields_for
+from tests.servers import mlflow_server
+
+ADMIN_PASSWORD = "admin-pass-" + os.urandom(4).hex()
+MLGOV = str(Path(sys.executable).parent / "mlgov")
+
+
+def password(user: str) -> str:
+    return f"{user}-password-1"
+
+
+def server_env() -> dict[str, str]:
+    return {"MLGOV_ADMIN_PASSWORD": ADMIN_PASSWORD, "MLFLOW_FLASK_SERVER_SECRET_KEY": os.urandom(16).hex(),
+            "MLGOV_ADMIN": "admin"}
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def governance_server(request, tmp_path_factory):
+    """A governance server with seven users, one per role (module-scoped: it is slow to start)."""
+    workdir = tmp_path_factory.mktemp(f"gov-{request.param}")
+    if request.param == "sqlite":
+        backend = f"sqlite:///{workdir}/mlflow.db"
+    else:
+        import sqlalchemy as sa
+
+        from tests.conftest import PG_ADMIN_URL
+
+        name = f"mlgov_srv_{os.urandom(5).hex()}"
+        admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        backend = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    try:
+        with mlflow_server(workdir, backend, "governed-" + backend, app_name="governance", env=server_env()) as url:
+            admin_api = RestGovernance(url, "admin", ADMIN_PASSWORD)
+            # One user through the CLI, as an admin would; the rest through the same REST calls.
+            env = {**os.environ, "MLFLOW_TRACKING_URI": url, "MLFLOW_TRACKING_USERNAME": "admin",
+                   "MLFLOW_TRACKING_PASSWORD": ADMIN_PASSWORD}
+            env.pop("MLFLOW_REGISTRY_URI", None)
+            p = subprocess.run([MLGOV, "users", "add", "olivia", "--password", password("olivia"),
+                                "--role", wf.MODEL_OWNER], env=env, capture_output=True, text=True)
+            assert p.returncode == 0, p.stderr
+            for user, role in USERS.items():
+                if user != "olivia":
+                    admin_api.add_user(user, password(user))
+                    assert admin_api.grant(user, role) is True
+            yield url
+    finally:
+        if request.param == "postgresql":
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()
+
+
+def api(url: str, user: str) -> RestGovernance:
+    return RestGovernance(url, user, password(user))
+
+
+def create_version(url: str, user: str, model: str) -> int:
+    r = requests.post(f"{url}/api/2.0/mlflow/model-versions/create", json={"name": model, "source": "s3://models-bucket/delay"},
+                      auth=(user, password(user)), timeout=30)
+    assert r.status_code == 200, r.text
+    return int(r.json()["model_version"]["version"])
+
+
+def test_walk_to_ready_to_use_over_rest(governance_server):
+    url = governance_server
+    model = unique("srv")
+    role_user = {role: user for user, role in USERS.items()}
+    inventory_id = api(url, "olivia").initiate(model, "flight delay prediction", "high", None)
+    assert inventory_id.startswith("MOD_")
+    version = None
+    for row in PATH:
+        if row.scope == wf.VERSION_SCOPE and version is None:
+            version = create_version(url, "devi", model)
+        status = api(url, role_user[row.role]).transition(
+            model, row.action, version, fields_for(row.source, model, version), None
+        )
+        entity = status["version"] if row.scope == wf.VERSION_SCOPE else status
+        assert entity["stage"] == row.dest
+    status = api(url, "mona").status(model, version)
+    assert status["version"]["stage"] == wf.READY_TO_USE and status["production_version"] == version
+    # The audit trail names the real, authenticated user of each step.
+    rows = [r for r in api(url, "olivia").audit(model, None) if r["outcome"] == "allowed"]
+    assert [r["actor"] for r in rows] == ["olivia"] + [role_user[row.role] for row in PATH]
+    assert api(url, "olivia").verify_audit()["ok"]
+    sheet = api(url, "adam").factsheet(model)
+    assert inventory_id in sheet and "| victor | ModelValidator |" in sheet
+
+
+def test_refusals_have_the_right_status(governance_server):
+    url = governance_server
+    model = unique("deny")
+    api(url, "olivia").initiate(model, "x", "low", None)
+    endpoint = f"{url}/api/2.0/mlflow-governance/models/transition"
+    body = {"model": model, "action": "approve"}
+    cases = [
+        (None, 401, "UNAUTHENTICATED"),  # no credentials
+        (("adam", "wrong-password-1"), 401, "UNAUTHENTICATED"),  # bad password
+        (("nobody", "whatever-pass-1"), 401, "UNAUTHENTICATED"),  # unknown user
+        (("devi", password("devi")), 403, "PERMISSION_DENIED"),  # wrong role
+        (("olivia", password("olivia")), 403, "PERMISSION_DENIED"),  # owner may not approve candidacy
+    ]
+    for auth, status, code in cases:
+        r = requests.post(endpoint, json=body, auth=auth, timeout=30)
+        assert r.status_code == status, (auth, r.text)
+        assert r.json()["error_code"] == code
+    bad = [
+        ({"model": model}, 400),
+        ({"model": model, "action": "approve", "version": "two"}, 400),
+        ({"model": model, "action": "approve", "fields": ["x"]}, 400),
+        ({"model": unique("ghost"), "action": "approve"}, 404),
+        ({"model": model, "action": "submit"}, 409),
+    ]
+    for payload, status in bad:
+        r = requests.post(endpoint, json=payload, auth=("adam", password("adam")), timeout=30)
+        assert r.status_code == status, (payload, r.text)
+        assert r.json()["message"]
+    r = requests.post(endpoint, data="not json", headers={"Content-Type": "application/json"},
+                      auth=("adam", password("adam")), timeout=30)
+    assert r.status_code == 400 and r.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    # Stock registry route: the mlgov.action tag as the wrong user is refused with MLflow's error.
+    r = requests.post(f"{url}/api/2.0/mlflow/registered-models/set-tag",
+                      json={"name": model, "key": "mlgov.action", "value": "approve"},
+                      auth=("erin", password("erin")), timeout=30)
+    assert r.status_code == 403 and "ModelApprover role is required" in r.json()["message"]
+    assert api(url, "adam").status(model, None)["stage"] == wf.CANDIDACY_REVIEW
+    refused = [r for r in api(url, "olivia").audit(model, None) if r["outcome"] == "refused"]
+    assert {r["actor"] for r in refused} >= {"devi", "olivia", "erin"}
+    # Only the admin manages roles and users.
+    with pytest.raises(Exception) as exc:
+        api(url, "olivia").grant("olivia", wf.MODEL_APPROVER)
+    assert exc.value.error_code == "PERMISSION_DENIED"
+    with pytest.raises(Exception) as exc:
+        api(url, "olivia").add_user("mallory", "mallory-password")
+    assert exc.value.error_code == "PERMISSION_DENIED"
+    with pytest.raises(Exception) as exc:
+        RestGovernance(url, "admin", ADMIN_PASSWORD).grant("ghost-user", wf.MODEL_OWNER)
+    assert exc.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/2.0/mlflow-artifacts/artifacts/secret.txt"),
+        ("PUT", "/api/2.0/mlflow-artifacts/artifacts/upload.txt"),
+        ("POST", "/v1/traces"),
+        ("GET", "/ajax-api/3.0/jobs/123"),
+        ("GET", "/api/3.0/mlflow/server-info"),
+        ("GET", "/ajax-api/3.0/mlflow/server-info"),
+        ("GET", "/api/2.0/mlflow/registered-models/search"),
+        ("GET", "/governance/"),
+        ("GET", "/"),
+    ],
+)
+def test_every_route_refuses_strangers(governance_server, method, path):
+    """Native FastAPI routes included: they bypass Flask hooks, so they are guarded separately."""
+    r = requests.request(method, governance_server + path, data=b"x", timeout=30)
+    assert r.status_code == 401, (path, r.status_code, r.text[:200])
+    r = requests.request(method, governance_server + path, data=b"x", auth=("adam", "bad-password-1"), timeout=30)
+    assert r.status_code == 401, path
+
+
+def test_mlgov_cli_against_the_server(governance_server, tmp_path):
+    url = governance_server
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLGOV_"))}
+    env.update({"MLFLOW_TRACKING_URI": url, "MLFLOW_TRACKING_USERNAME": "olivia",
+                "MLFLOW_TRACKING_PASSWORD": password("olivia")})
+    model = unique("cli")
+    p = subprocess.run([MLGOV, "initiate", model, "--use-case", "remote"], env=env, capture_output=True, text=True,
+                       cwd=tmp_path)
+    assert p.returncode == 0 and p.stdout.strip().startswith("MOD_"), p.stderr
+    p = subprocess.run([MLGOV, "transition", model, "approve"], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert p.returncode == 3 and "ModelApprover" in p.stderr and "Traceback" not in p.stderr
+    env_adam = {**env, "MLFLOW_TRACKING_USERNAME": "adam", "MLFLOW_TRACKING_PASSWORD": password("adam")}
+    p = subprocess.run([MLGOV, "tasks"], env=env_adam, capture_output=True, text=True, cwd=tmp_path)
+    assert p.returncode == 0 and model in p.stdout
+    p = subprocess.run([MLGOV, "transition", model, "approve"], env=env_adam, capture_output=True, text=True,
+                       cwd=tmp_path)
+    assert p.returncode == 0 and wf.DATA_ACQUISITION in p.stdout, p.stderr
+    env_admin = {**env, "MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": ADMIN_PASSWORD}
+    p = subprocess.run([MLGOV, "roles", "list"], env=env_admin, capture_output=True, text=True, cwd=tmp_path)
+    assert p.returncode == 0 and "victor" in p.stdout and wf.MODEL_VALIDATOR in p.stdout
+    env_bad = {**env, "MLFLOW_TRACKING_PASSWORD": "wrong-password-1"}
+    p = subprocess.run([MLGOV, "status", model], env=env_bad, capture_output=True, text=True, cwd=tmp_path)
+    assert p.returncode == 3 and "authentication required" in p.stderr
+    assert not any(tmp_path.iterdir())
+    # The Python API works against the server the same way.
+    client = GovernanceClient(url)
+    assert client.remote
+    client.backend.auth = ("erin", password("erin"))
+    assert client.status(model)["stage"] == wf.DATA_ACQUISITION
+
+
+def test_server_refuses_to_start_without_admin_password(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLGOV_", "MLFLOW_AUTH"))}
+    p = subprocess.run([MLGOV, "server", "--port", "1"], env={**env, "MLFLOW_REGISTRY_STORE_URI":
+                       f"governed-sqlite:///{tmp_path}/m.db"}, capture_output=True, text=True, cwd=tmp_path)
+    assert p.returncode != 0 and "MLGOV_ADMIN_PASSWORD is not set" in p.stderr
+    config = tmp_path / "governance.env"
+    config.write_text(f"MLFLOW_REGISTRY_STORE_URI=governed-sqlite:///{tmp_path}/m.db\nMLGOV_ADMIN_PASSWORD=pw-long-enough\n")
+    p = subprocess.run([MLGOV, "server", "--config", str(config), "--dry-run"], env=env, capture_output=True,
+                       text=True, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "--app-name governance" in p.stdout and f"--backend-store-uri sqlite:///{tmp_path}/m.db" in p.stdout
+    config.write_text("MLGOV_ADMIN_PASSWORD=x\nTYPO_KEY=1\n")
+    p = subprocess.run([MLGOV, "server", "--config", str(config)], env=env, capture_output=True, text=True,
+                       cwd=tmp_path)
+    assert p.returncode != 0 and "unknown key 'TYPO_KEY'" in p.stderr
