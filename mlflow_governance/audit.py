@@ -40,6 +40,15 @@ class StaleAuditHead(Exception):
     """Another writer appended first; the caller's transaction must be retried."""
 
 
+def lock(session: Session) -> None:
+    """Serialize governance writers: take the head row's write lock before reading any state.
+
+    A no-op UPDATE takes a row lock on PostgreSQL/MySQL and the database write lock on SQLite,
+    so a transaction that reads a stage and then moves it cannot interleave with another one.
+    """
+    session.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=audit_head.c.seq))
+
+
 def row_hash(row: dict[str, Any], prev_hash: str) -> str:
     """SHA-256 over the canonical JSON of the hashed columns and the previous hash."""
     body = {c: row.get(c) for c in HASHED_COLUMNS}
@@ -63,10 +72,7 @@ def append(
     reason: str | None = None,
 ) -> dict[str, Any]:
     """Append one row inside ``session``'s transaction; raises `StaleAuditHead` on a race."""
-    query = sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
-    if session.bind is not None and session.bind.dialect.name != "sqlite":
-        query = query.with_for_update()
-    head = session.execute(query).first()
+    head = session.execute(sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).first()
     prev_seq, prev_hash = (head.seq, head.hash) if head else (0, GENESIS)
     row = {
         "seq": prev_seq + 1,

@@ -143,6 +143,7 @@ def transaction(store: SqlAlchemyStore, fn: Callable[[Session], T]) -> T:
     for attempt in range(_RETRIES):
         try:
             with store.ManagedSessionMaker(read_only=False) as session:
+                audit.lock(session)
                 return fn(session)
         except GovernanceError:
             raise

@@ -7,9 +7,9 @@ from mlflow.protos.databricks_pb2 import (
     ABORTED,
     INVALID_PARAMETER_VALUE,
     PERMISSION_DENIED,
-    UNAUTHENTICATED,
     RESOURCE_CONFLICT,
     RESOURCE_DOES_NOT_EXIST,
+    UNAUTHENTICATED,
 )
 
 # Refusal kinds of `workflow.Refusal` -> MLflow error codes (HTTP 403, 400, 409, 404, 409, 401).

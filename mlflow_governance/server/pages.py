@@ -8,9 +8,8 @@ which actions it offers comes from `workflow.actions_from` and the user's roles.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
-
 from functools import lru_cache
+from typing import Any
 
 import jinja2
 from flask import Flask, Response, request
