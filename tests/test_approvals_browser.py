@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(
     reason="Debian's chromium and chromium-driver are not installed (make test installs them as root)",
 )
 ADMIN_PASSWORD = "admin-pass-" + os.urandom(4).hex()
-PASSWORDS = {"olivia": "olivia-password-1", "adam": "adam-password-1"}
+PASSWORDS = {"olivia": "olivia-password-1", "adam": "adam-password-1", "erin": "erin-password-1"}
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def server(tmp_path_factory):
     backend = f"sqlite:///{workdir}/mlflow.db"
     with mlflow_server(workdir, backend, "governed-" + backend, app_name="governance", env=env) as url:
         admin = RestGovernance(url, "admin", ADMIN_PASSWORD)
-        for user, role in (("olivia", wf.MODEL_OWNER), ("adam", wf.MODEL_APPROVER)):
+        for user, role in (("olivia", wf.MODEL_OWNER), ("adam", wf.MODEL_APPROVER), ("erin", wf.MODEL_DATA_ENGINEER)):
             admin.add_user(user, PASSWORDS[user])
             admin.grant(user, role)
         yield url
@@ -101,6 +101,23 @@ def test_approver_approves_on_the_approvals_page(server, browser_as, tmp_path):
     # Nothing more waits for adam on this model.
     driver.get(server + "/governance/")
     assert model not in (driver.find_elements(By.ID, "inbox") or [driver.find_element(By.ID, "inbox-empty")])[0].text
+
+    # The data engineer fills a field with the fill-field form, then submits with the other one.
+    erin = browser_as("erin")
+    erin.get(f"{server}/governance/model?name={model}")
+    form = erin.find_element(By.CSS_SELECTOR, "form.action[data-action=submit]")
+    form.find_element(By.NAME, "training_data_asset").send_keys("file:///data/training.parquet")
+    form.find_element(By.CSS_SELECTOR, "button.save-fields").click()
+    owner = RestGovernance(server, "olivia", PASSWORDS["olivia"])
+    wait_for(lambda: owner.status(model, None)["fields"].get("training_data_asset"), what="the saved field")
+    assert owner.status(model, None)["stage"] == wf.DATA_ACQUISITION
+    erin.refresh()
+    form = erin.find_element(By.CSS_SELECTOR, "form.action[data-action=submit]")
+    form.find_element(By.NAME, "training_data_quality_flag").send_keys("acceptable")
+    form.find_element(By.ID, "do-submit").click()
+    wait_for(lambda: owner.status(model, None)["stage"] == wf.DATA_ACQUISITION_COMPLETED, what="the submission")
+    row = owner.audit(model, None)[-1]
+    assert (row["actor"], row["action"]) == ("erin", "submit")
 
 
 def add_tag_in_mlflow_ui(driver, key: str, value: str) -> None:
