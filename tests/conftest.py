@@ -49,6 +49,10 @@ def _isolated_env(monkeypatch, tmp_path):
         "MLGOV_PRODUCTION_ALIAS",
         "MLFLOW_TRACKING_USERNAME",
         "MLFLOW_TRACKING_PASSWORD",
+        # mlflow.set_experiment() exports these; a stale id leaks into tests on another database
+        "MLFLOW_EXPERIMENT_ID",
+        "MLFLOW_EXPERIMENT_NAME",
+        "MLFLOW_RUN_ID",
     ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("MLGOV_ADMIN", "admin")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import click
 
 from mlflow_governance.cli.common import GovernanceGroup
+from mlflow_governance.cli.demo import register as register_demo
 from mlflow_governance.cli.governance import register as register_governance
 from mlflow_governance.cli.server import register as register_server
+from mlflow_governance.cli.training import register as register_training
 
 
 @click.group(cls=GovernanceGroup)
@@ -21,3 +23,5 @@ def cli() -> None:
 
 register_governance(cli)
 register_server(cli)
+register_training(cli)
+register_demo(cli)

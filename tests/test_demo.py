@@ -1,0 +1,43 @@
+"""`mlgov demo` (what `make demo` runs): the walk-through, end to end, as a real process."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+MLGOV = str(Path(sys.executable).parent / "mlgov")
+
+
+def test_demo_walks_one_model_to_ready_to_use(tmp_path):
+    workdir = tmp_path / "demo"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLGOV_"))}
+    p = subprocess.run([MLGOV, "demo", "--workdir", str(workdir)], env=env, capture_output=True, text=True,
+                       cwd=tmp_path, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = p.stdout
+    steps = re.findall(r"^\s*\d+\. (\w+)\s+(\w+)\s+(.*)$", out, flags=re.M)
+    people = {user for user, role, _ in steps if role != "admin"}
+    assert people == {"olivia", "adam", "erin", "devi", "victor", "dora", "mona"}
+    assert "REFUSED (separation of duties" in out
+    assert "final approval -> 'Ready to Use', usability 'accept', alias 'production' -> version 1" in out
+    assert "chain intact; 7 different people moved the model" in out
+    assert "# Fact sheet: airline-delay (MOD_000001)" in out
+    sheet = (workdir / "factsheet.md").read_text()
+    assert "| 1 | Ready to Use | accept | devi |" in sheet
+    assert re.search(r"\| 1 \| model_quality \| roc_auc=0\.\d+ \|", sheet)
+    # A second run starts afresh in the folder it made; a foreign folder is refused.
+    p = subprocess.run([MLGOV, "demo", "--workdir", str(tmp_path)], env=env, capture_output=True, text=True,
+                       cwd=tmp_path, timeout=120)
+    assert p.returncode == 2 and "was not made by the demo" in p.stderr
+
+
+@pytest.mark.parametrize("args", [["--months", "1,2", "--validation-month", "2"], ["--validation-month", "13"]])
+def test_demo_rejects_bad_options(tmp_path, args):
+    p = subprocess.run([MLGOV, "demo", "--workdir", str(tmp_path / "d"), *args], capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 2 and "Error" in p.stderr and not (tmp_path / "d").exists()

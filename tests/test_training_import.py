@@ -1,0 +1,145 @@
+"""``training_cli import-model``: an outside scikit-learn model enters the same workflow, or is refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+
+import joblib
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import skops.io as sio
+from mlflow import MlflowClient
+from sklearn.ensemble import RandomForestRegressor
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+from mlflow_governance import workflow as wf
+from mlflow_governance.client import GovernanceClient
+from mlflow_governance.training.data import feature_frame, label_rows
+from mlflow_governance.training.pipeline import build_pipeline
+from tests.test_training_refusals import assert_nothing_written
+
+
+def outside_model(parquet: Path):
+    """A model 'developed elsewhere': a plain logistic regression pipeline on the raw columns."""
+    data = label_rows(pd.read_parquet(parquet))
+    return build_pipeline("logistic_regression", {"C": 0.5}, seed=3).fit(data.X, data.y)
+
+
+@pytest.mark.parametrize("suffix", [".pkl", ".skops"])
+def test_import_registers_and_submits_an_outside_model(
+    approved_model, training_parquet, training_holdout, tmp_path, training_cli, suffix
+):
+    estimator = outside_model(training_parquet)
+    path = tmp_path / f"outside{suffix}"
+    if suffix == ".skops":
+        sio.dump(estimator, path)
+    else:
+        path.write_bytes(pickle.dumps(estimator))
+    # no --data: the training data comes from the model's training_data_asset
+    result = training_cli(
+        "import-model",
+        "--model-file",
+        str(path),
+        "--model",
+        approved_model,
+        "--development-system",
+        "Heroku notebook",
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    version = summary["version"]
+    status = GovernanceClient().status(approved_model, version)["version"]
+    assert status["stage"] == wf.MODEL_DEVELOPMENT_COMPLETED
+    fields = status["fields"]
+    assert fields["development_system"].startswith("Heroku notebook")
+    assert fields["model_quality"].startswith("roc_auc=")
+    # the governed version scores raw rows exactly as the outside model does
+    served = mlflow.pyfunc.load_model(f"models:/{approved_model}/{version}")
+    raw = training_holdout.drop(columns=["DELAYED"])
+    np.testing.assert_array_equal(np.asarray(served.predict(raw)), estimator.predict(feature_frame(raw)))
+    # the same monitoring artifacts as a trained model: statistics, drift model, a one-row leaderboard
+    board = pd.read_csv(mlflow.artifacts.download_artifacts(fields["experiment_file"], dst_path=str(tmp_path)))
+    assert len(board) == 1 and board.loc[0, "family"] == "imported"
+    stats = json.loads(
+        Path(
+            mlflow.artifacts.download_artifacts(fields["training_data_statistics"], dst_path=str(tmp_path))
+        ).read_text()
+    )
+    assert stats["rows"]["total"] == len(pd.read_parquet(training_parquet))
+    drift_model = mlflow.pyfunc.load_model(fields["drift_detection_model"])
+    assert "PRIMARY_PROBABILITY" in drift_model.metadata.get_input_schema().input_names()
+    run = MlflowClient().get_run(summary["run_id"])
+    assert run.data.params["imported_file"] == path.name
+    assert run.data.params["training_data"] == training_parquet.as_uri()
+
+
+class NotAModel:
+    """Something that unpickles fine but is no estimator."""
+
+
+def _write(kind: str, path: Path) -> Path:
+    if kind == "garbage":
+        path.write_bytes(b"this is not a pickle")
+    elif kind == "dict":
+        path.write_bytes(pickle.dumps({"coef": [1, 2, 3]}))
+    elif kind == "unfitted":
+        joblib.dump(LogisticRegression(), path)
+    elif kind == "regressor":
+        X = pd.DataFrame({"DISTANCE": [1.0, 2.0, 3.0]})
+        joblib.dump(RandomForestRegressor(n_estimators=2).fit(X, [1.0, 2.0, 3.0]), path)
+    elif kind == "untrusted-skops":
+        sio.dump(Pipeline([("f", FunctionTransformer(os.system)), ("clf", LogisticRegression())]), path)
+    elif kind == "bad-skops":
+        path.write_text("not a zip")
+    elif kind == "wrong-columns":
+        X = pd.DataFrame({"WIND_SPEED": [1.0, 2.0, 3.0, 4.0]})
+        joblib.dump(LogisticRegression().fit(X, [0, 1, 0, 1]), path)
+    else:
+        path.write_text("x")
+    return path
+
+
+@pytest.mark.parametrize(
+    "kind, name, message",
+    [
+        ("garbage", "m.pkl", "does not load as a scikit-learn estimator"),
+        ("dict", "m.pkl", "does not load as a scikit-learn estimator: it holds a builtins.dict"),
+        ("unfitted", "m.joblib", "unfitted LogisticRegression"),
+        ("regressor", "m.pkl", "not a classifier"),
+        ("untrusted-skops", "m.skops", f"not trusted for loading: {os.system.__module__}.system"),
+        ("bad-skops", "m.skops", "not a readable skops file"),
+        ("wrong-columns", "m.pkl", "does not score the raw feature columns"),
+        ("other", "m.txt", "unsupported model file type '.txt'"),
+    ],
+)
+def test_import_refuses_what_is_not_a_usable_sklearn_model(
+    approved_model, training_parquet, tmp_path, training_cli, kind, name, message
+):
+    path = _write(kind, tmp_path / name)
+    result = training_cli(
+        "import-model", "--model-file", str(path), "--data", str(training_parquet), "--model", approved_model
+    )
+    assert result.exit_code == 2, result.output
+    assert message in result.output, result.output
+    assert_nothing_written(approved_model)
+
+
+def test_import_refuses_unless_approved_for_development(sqlite_registry, training_parquet, tmp_path, training_cli):
+    from tests.conftest import acting, unique
+
+    name = unique("delay")
+    with acting("olivia"):
+        GovernanceClient().initiate(name, use_case="flight delay prediction")
+    path = tmp_path / "m.pkl"
+    joblib.dump(outside_model(training_parquet), path)
+    result = training_cli("import-model", "--model-file", str(path), "--data", str(training_parquet), "--model", name)
+    assert result.exit_code == 3 and "Approved for Development" in result.output, result.output
+    assert_nothing_written(name)
