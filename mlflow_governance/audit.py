@@ -8,6 +8,7 @@ Nothing in the package updates or deletes audit rows.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import time
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from mlflow_governance import config
 from mlflow_governance.schema import audit, audit_head
 
 GENESIS = "0" * 64
@@ -50,10 +52,17 @@ def lock(session: Session) -> None:
 
 
 def row_hash(row: dict[str, Any], prev_hash: str) -> str:
-    """SHA-256 over the canonical JSON of the hashed columns and the previous hash."""
+    """SHA-256 over the canonical JSON of the hashed columns and the previous hash.
+
+    With ``MLGOV_AUDIT_KEY`` set (kept outside the database, the same for every writer) it is an
+    HMAC-SHA256, so someone who can write the database but lacks the key cannot re-chain edits.
+    """
     body = {c: row.get(c) for c in HASHED_COLUMNS}
-    payload = json.dumps([body, prev_hash], sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()
+    payload = json.dumps([body, prev_hash], sort_keys=True, separators=(",", ":"), default=str).encode()
+    key = config.audit_key()
+    if key:
+        return hmac.new(key.encode(), payload, hashlib.sha256).hexdigest()
+    return hashlib.sha256(payload).hexdigest()
 
 
 def append(
@@ -126,8 +135,18 @@ class Verdict:
     problem: str | None = None
 
 
-def verify(session: Session) -> Verdict:
-    """Walk the chain from the first row; report the first row that breaks it."""
+def head(session: Session) -> tuple[int, str]:
+    """(seq, hash) of the newest row: keep it outside the database to anchor the chain."""
+    row = session.execute(sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).first()
+    return (row.seq, row.hash) if row else (0, GENESIS)
+
+
+def verify(session: Session, expect: tuple[int, str] | None = None) -> Verdict:
+    """Walk the chain from the first row; report the first row that breaks it.
+
+    ``expect`` is a (seq, hash) recorded earlier with `head`: the row must still carry that hash,
+    which catches a chain rewritten wholesale by someone who could recompute every hash.
+    """
     found = [dict(r._mapping) for r in session.execute(sa.select(audit).order_by(audit.c.seq))]
     hashes = {r["hash"]: r["seq"] for r in found}
     expected_prev, expected_seq = GENESIS, 1
@@ -159,4 +178,10 @@ def verify(session: Session) -> Verdict:
         else:
             problem = f"the audit head (row {head.seq}) does not match the last row {last_seq}"
         return Verdict(False, len(found), last_seq + 1, problem)
+    if expect is not None:
+        seq, digest = expect
+        anchored = next((r for r in found if r["seq"] == seq), None)
+        if anchored is None or anchored["hash"] != digest:
+            return Verdict(False, len(found), seq, f"row {seq} does not carry the recorded hash {digest[:12]}...: "
+                                                   "the trail was rewritten since it was anchored")
     return Verdict(True, len(found))

@@ -101,9 +101,13 @@ class GovernanceClient:
         """Audit rows, oldest first."""
         return self.backend.audit(model, limit)
 
-    def verify_audit(self) -> dict[str, Any]:
-        """``{"ok": bool, "rows": n, "bad_seq": ..., "problem": ...}``."""
-        return self.backend.verify_audit()
+    def verify_audit(self, expect: tuple[int, str] | None = None) -> dict[str, Any]:
+        """``{"ok": bool, "rows": n, "bad_seq": ..., "problem": ...}``; ``expect`` is an anchored (seq, hash)."""
+        return self.backend.verify_audit(expect)
+
+    def audit_head(self) -> tuple[int, str]:
+        """(seq, hash) of the newest audit row, to keep outside the database."""
+        return self.backend.audit_head()
 
     def grant(self, user: str, role: str) -> bool:
         """Admin only: give ``role`` to ``user``."""
@@ -144,9 +148,12 @@ class LocalGovernance:
     def audit(self, model, limit):
         return engine.history(self.store, model, limit)
 
-    def verify_audit(self):
-        v = engine.verify_audit(self.store)
+    def verify_audit(self, expect=None):
+        v = engine.verify_audit(self.store, expect)
         return {"ok": v.ok, "rows": v.rows, "bad_seq": v.bad_seq, "problem": v.problem}
+
+    def audit_head(self):
+        return engine.audit_head(self.store)
 
     def grant(self, user, role):
         return engine.grant_role(self.store, user, role)

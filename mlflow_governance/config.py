@@ -12,6 +12,7 @@ ENV_USER = "MLGOV_USER"
 ENV_ADMIN = "MLGOV_ADMIN"
 ENV_SEPARATION_OF_DUTIES = "MLGOV_SEPARATION_OF_DUTIES"
 ENV_PRODUCTION_ALIAS = "MLGOV_PRODUCTION_ALIAS"
+ENV_AUDIT_KEY = "MLGOV_AUDIT_KEY"
 
 TAG_PREFIX = "mlgov."
 TAG_STAGE = "mlgov.stage"
@@ -42,6 +43,11 @@ def separation_of_duties() -> bool:
 def production_alias() -> str:
     """The registry alias that marks the production version (default ``production``)."""
     return os.environ.get(ENV_PRODUCTION_ALIAS, "").strip() or "production"
+
+
+def audit_key() -> str | None:
+    """Optional HMAC key for the audit chain (``MLGOV_AUDIT_KEY``), kept outside the database."""
+    return os.environ.get(ENV_AUDIT_KEY, "") or None
 
 
 def local_user() -> str | None:

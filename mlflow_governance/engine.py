@@ -8,6 +8,7 @@ needs and applies the row's effects.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from mlflow.entities.model_registry.model_version_stages import STAGE_DELETED_INTERNAL
 from mlflow.exceptions import MlflowException
 from mlflow.store.model_registry.dbmodels.models import (
     SqlModelVersion,
@@ -37,12 +39,15 @@ from mlflow_governance.config import (
     TAG_USABILITY,
 )
 from mlflow_governance.errors import GovernanceError
-from mlflow_governance.identity import current_user, require_user
+from mlflow_governance.identity import current_user, no_user_message
 from mlflow_governance.schema import inventory
 
 T = TypeVar("T")
 ANONYMOUS = "(anonymous)"
 _RETRIES = 8
+# The governance transaction in progress in this thread/task: the governed store hands it to
+# MLflow's own store methods, so a check and MLflow's write commit together (see `store.py`).
+CURRENT_SESSION: contextvars.ContextVar[Session | None] = contextvars.ContextVar("mlgov_session", default=None)
 
 
 # --- state -----------------------------------------------------------------------------------
@@ -134,17 +139,27 @@ def _is_retryable(exc: BaseException) -> bool:
     if isinstance(cause, audit.StaleAuditHead):
         return True
     if isinstance(cause, sa.exc.IntegrityError):
-        return "mlgov_audit" in str(cause) or "audit" in str(cause).lower()
-    return isinstance(cause, sa.exc.OperationalError) and "locked" in str(cause).lower()
+        # The driver's own message names the violated table/constraint (not the SQL parameters).
+        return "mlgov_audit" in str(getattr(cause, "orig", ""))
+    return isinstance(cause, sa.exc.OperationalError) and "locked" in str(getattr(cause, "orig", cause)).lower()
 
 
 def transaction(store: SqlAlchemyStore, fn: Callable[[Session], T]) -> T:
-    """Run ``fn`` in one write transaction, retried when another writer won a race."""
+    """Run ``fn`` in one write transaction, retried when another writer won a race.
+
+    The transaction first takes the audit head's lock, so governance writers are serialized,
+    and MLflow store methods called inside ``fn`` join it (`CURRENT_SESSION`).
+    """
+    maker = getattr(store, "_base_session_maker", store.ManagedSessionMaker)
     for attempt in range(_RETRIES):
         try:
-            with store.ManagedSessionMaker(read_only=False) as session:
+            with maker(read_only=False) as session:
                 audit.lock(session)
-                return fn(session)
+                token = CURRENT_SESSION.set(session)
+                try:
+                    return fn(session)
+                finally:
+                    CURRENT_SESSION.reset(token)
         except GovernanceError:
             raise
         except (MlflowException, audit.StaleAuditHead, sa.exc.SQLAlchemyError) as exc:
@@ -163,8 +178,8 @@ class _Refused(Exception):
         self.error = error
 
 
-def _run(store: SqlAlchemyStore, fn: Callable[[Session], T]) -> T:
-    """Like `transaction`, but a refusal returned by ``fn`` commits its audit row, then raises."""
+def run(store: SqlAlchemyStore, fn: Callable[[Session], T]) -> T:
+    """Like `transaction`, but a refusal raised by ``fn`` commits its audit row, then raises."""
 
     def body(session: Session):
         try:
@@ -178,7 +193,7 @@ def _run(store: SqlAlchemyStore, fn: Callable[[Session], T]) -> T:
     return result
 
 
-def _refuse(
+def refusal(
     session: Session,
     kind: str,
     message: str,
@@ -192,6 +207,7 @@ def _refuse(
     fields: Mapping[str, str] | None = None,
     comment: str | None = None,
 ) -> _Refused:
+    """Append the refused attempt's audit row to ``session``; raise the result inside `run`."""
     audit.append(
         session,
         actor=actor or ANONYMOUS,
@@ -213,9 +229,9 @@ def refuse_and_record(store: SqlAlchemyStore, kind: str, message: str, **context
     actor = current_user()
 
     def body(session: Session) -> None:
-        raise _refuse(session, kind, message, actor=actor, **context)
+        raise refusal(session, kind, message, actor=actor, **context)
 
-    _run(store, body)
+    run(store, body)
 
 
 # --- operations ------------------------------------------------------------------------------
@@ -228,47 +244,54 @@ def initiate(
     risk_tier: str = "medium",
     business_owner: str | None = None,
 ) -> str:
-    """Put ``model`` under governance (creating it if needed); returns its inventory id."""
-    actor = require_user()
-    values = {"use_case": use_case, "risk_tier": (risk_tier or "").strip().lower(), "business_owner": business_owner or actor}
+    """Put ``model`` under governance (creating it if needed); returns its inventory id.
 
-    def check(session: Session) -> None:
-        held = roles.roles_of(session, actor)
-        if workflow.MODEL_OWNER not in held:
-            raise _refuse(
-                session,
-                "permission",
-                f"{actor!r} may not initiate a governed model: the {workflow.MODEL_OWNER} role is required",
-                actor=actor,
-                action=workflow.INITIATE,
-                model=model,
-                fields=values,
+    Check, creation and governance happen in one locked transaction: a refusal or a failure
+    leaves no model behind, and two owners initiating the same name cannot both succeed.
+    """
+    actor = current_user()
+    values = {
+        "use_case": use_case or "",
+        "risk_tier": (risk_tier or "").strip().lower(),
+        "business_owner": business_owner or actor or "",
+    }
+
+    def body(session: Session) -> str:
+        def refuse(kind: str, message: str) -> _Refused:
+            return refusal(session, kind, message, actor=actor, action=workflow.INITIATE, model=model, fields=values)
+
+        if not actor:
+            raise refuse("unauthenticated", no_user_message())
+        if workflow.MODEL_OWNER not in roles.roles_of(session, actor):
+            raise refuse(
+                "permission", f"{actor!r} may not initiate a governed model: the {workflow.MODEL_OWNER} role is required"
             )
         for name, value in values.items():
             problem = workflow.check_field_value(name, value)
             if problem:
-                raise _refuse(session, "invalid", problem, actor=actor, action=workflow.INITIATE, model=model, fields=values)
-
-    _run(store, check)
-    created = False
-    try:
-        store.get_registered_model(model)
-    except MlflowException as exc:
-        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
-            raise
-        SqlAlchemyStore.create_registered_model(store, model)
-        created = True
-
-    def body(session: Session) -> str:
-        e = load(store, session, model)
+                raise refuse("invalid", problem)
+        try:
+            e = load(store, session, model)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            SqlAlchemyStore.create_registered_model(store, model)  # joins this transaction
+            e = load(store, session, model)
         if e.governed:
-            raise _refuse(
-                session,
+            raise refuse("conflict", f"model {model!r} is already governed as {e.model_tags[TAG_INVENTORY_ID]}")
+        alias = config.production_alias()
+        bound = session.query(SqlRegisteredModelAlias).filter_by(workspace=e.workspace, name=model, alias=alias).first()
+        in_production = (
+            session.query(SqlModelVersion.version)
+            .filter_by(workspace=e.workspace, name=model, current_stage="Production")
+            .first()
+        )
+        if bound or in_production:
+            what = f"the {alias!r} alias" if bound else "a version in MLflow's 'Production' stage"
+            raise refuse(
                 "conflict",
-                f"model {model!r} is already governed as {e.model_tags[TAG_INVENTORY_ID]}",
-                actor=actor,
-                action=workflow.INITIATE,
-                model=model,
+                f"model {model!r} already has {what}: production must be reached through the workflow, so "
+                "remove it before putting the model under governance",
             )
         now = int(time.time() * 1000)
         new_id = session.execute(
@@ -295,12 +318,7 @@ def initiate(
         )
         return inventory_id
 
-    try:
-        return _run(store, body)
-    except Exception:
-        if created:
-            SqlAlchemyStore.delete_registered_model(store, model)
-        raise
+    return run(store, body)
 
 
 def _developer_submit_check(e: Entity, merged: Mapping[str, str]) -> str | None:
@@ -326,7 +344,7 @@ def act(
 
     def body(session: Session) -> dict[str, Any]:
         def refuse(kind: str, message: str, stage: str | None = None, role: str | None = None) -> _Refused:
-            return _refuse(
+            return refusal(
                 session,
                 kind,
                 message,
@@ -341,7 +359,7 @@ def act(
             )
 
         if not actor:
-            raise refuse("unauthenticated", "no authenticated user: governance actions need a known user")
+            raise refuse("unauthenticated", no_user_message())
         if action not in workflow.ACTIONS:
             raise refuse("invalid", f"unknown action {action!r}; use one of {', '.join(workflow.ACTIONS)}")
         e = load(store, session, model, version)
@@ -370,16 +388,16 @@ def act(
             entered_by=e.tags.get(TAG_UPDATED_BY) if e.tags.get(TAG_STAGE) else e.model_tags.get(TAG_UPDATED_BY),
             separation_of_duties=config.separation_of_duties(),
         )
-        row, refusal = workflow.check_transition(attempt)
-        if refusal is None and row is not None and row.action == workflow.SUBMIT and "model_asset" in row.fields:
+        row, denied = workflow.check_transition(attempt)
+        if denied is None and row is not None and row.action == workflow.SUBMIT and "model_asset" in row.fields:
             problem = _developer_submit_check(e, {**e.fields, **new_fields})
             if problem:
-                refusal = workflow.Refusal("invalid", problem)
-        if refusal is not None:
+                denied = workflow.Refusal("invalid", problem)
+        if denied is not None:
             hint = ""
             if row is None and e.version is None and e.stage == workflow.VERSION_ENTRY_STAGE:
                 hint = "; development steps act on a version: give the version number"
-            raise refuse(refusal.kind, refusal.message + hint, e.stage, row.role if row else None)
+            raise refuse(denied.kind, denied.message + hint, e.stage, row.role if row else None)
         assert row is not None
         for name, value in new_fields.items():
             _set_tag(session, e, TAG_FIELD_PREFIX + name, value)
@@ -400,7 +418,7 @@ def act(
         )
         return _status_of(session, store, model, e.version)
 
-    return _run(store, body)
+    return run(store, body)
 
 
 def _apply(session: Session, store: SqlAlchemyStore, e: Entity, row: workflow.Transition, actor: str, comment):
@@ -455,9 +473,23 @@ def _apply(session: Session, store: SqlAlchemyStore, e: Entity, row: workflow.Tr
 
 
 def _governed_versions(session: Session, e: Entity) -> list[int]:
+    """Versions that entered the workflow and were not deleted (MLflow keeps a deleted version's tags)."""
     rows = (
         session.query(SqlModelVersionTag.version)
-        .filter_by(workspace=e.workspace, name=e.model, key=TAG_STAGE)
+        .join(
+            SqlModelVersion,
+            sa.and_(
+                SqlModelVersion.workspace == SqlModelVersionTag.workspace,
+                SqlModelVersion.name == SqlModelVersionTag.name,
+                SqlModelVersion.version == SqlModelVersionTag.version,
+            ),
+        )
+        .filter(
+            SqlModelVersionTag.workspace == e.workspace,
+            SqlModelVersionTag.name == e.model,
+            SqlModelVersionTag.key == TAG_STAGE,
+            SqlModelVersion.current_stage != STAGE_DELETED_INTERNAL,
+        )
         .order_by(SqlModelVersionTag.version)
         .all()
     )
@@ -501,7 +533,7 @@ def set_field(
 
     def body(session: Session) -> dict[str, Any]:
         def refuse(kind: str, message: str, stage: str | None = None, role: str | None = None) -> _Refused:
-            return _refuse(
+            return refusal(
                 session,
                 kind,
                 message,
@@ -515,7 +547,7 @@ def set_field(
             )
 
         if not actor:
-            raise refuse("unauthenticated", "no authenticated user: governance fields need a known user")
+            raise refuse("unauthenticated", no_user_message())
         e = load(store, session, model, version)
         if not e.governed:
             raise refuse("conflict", f"model {model!r} is not governed: initiate it first")
@@ -536,6 +568,17 @@ def set_field(
             raise refuse(
                 "permission", f"{actor!r} may not fill {name!r} in stage {e.stage!r}: the {role} role is required", e.stage, role
             )
+        problem = workflow.check_field_fill(
+            e.stage,
+            e.scope,
+            name,
+            actor,
+            developer=e.tags.get(TAG_DEVELOPER) if e.version is not None else None,
+            entered_by=e.tags.get(TAG_UPDATED_BY) if e.tags.get(TAG_STAGE) else e.model_tags.get(TAG_UPDATED_BY),
+            separation_of_duties=config.separation_of_duties(),
+        )
+        if problem:
+            raise refuse("permission", problem, e.stage, role)
         _set_tag(session, e, TAG_FIELD_PREFIX + name, value)
         _touch(session, e)
         audit.append(
@@ -552,7 +595,7 @@ def set_field(
         )
         return _status_of(session, store, model, e.version)
 
-    return _run(store, body)
+    return run(store, body)
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -640,10 +683,16 @@ def history(store: SqlAlchemyStore, model: str | None = None, limit: int | None 
     return found
 
 
-def verify_audit(store: SqlAlchemyStore) -> audit.Verdict:
-    """Check the audit chain."""
+def verify_audit(store: SqlAlchemyStore, expect: tuple[int, str] | None = None) -> audit.Verdict:
+    """Check the audit chain (and, given ``expect``, that an anchored row is unchanged)."""
     with store.ManagedSessionMaker() as session:
-        return audit.verify(session)
+        return audit.verify(session, expect)
+
+
+def audit_head(store: SqlAlchemyStore) -> tuple[int, str]:
+    """(seq, hash) of the newest audit row."""
+    with store.ManagedSessionMaker() as session:
+        return audit.head(session)
 
 
 def grant_role(store: SqlAlchemyStore, user: str, role: str) -> bool:
@@ -664,18 +713,18 @@ def _role_change(store: SqlAlchemyStore, user: str, role: str, grant: bool) -> b
     def body(session: Session) -> bool:
         ctx = {"actor": actor, "action": action, "fields": {"user": user, "role": role}}
         if not actor:
-            raise _refuse(session, "unauthenticated", "no authenticated user: only the admin may change roles", **ctx)
+            raise refusal(session, "unauthenticated", "no authenticated user: only the admin may change roles", **ctx)
         if workflow.ADMIN not in roles.roles_of(session, actor):
-            raise _refuse(session, "permission", f"only the admin may {action.split('_')[0]} roles", **ctx)
+            raise refusal(session, "permission", f"only the admin may {action.split('_')[0]} roles", **ctx)
         if role not in workflow.ALL_ROLES:
-            raise _refuse(session, "invalid", f"unknown role {role!r}; roles: {', '.join(workflow.ALL_ROLES)}", **ctx)
+            raise refusal(session, "invalid", f"unknown role {role!r}; roles: {', '.join(workflow.ALL_ROLES)}", **ctx)
         if not user:
-            raise _refuse(session, "invalid", "a user name is required", **ctx)
+            raise refusal(session, "invalid", "a user name is required", **ctx)
         changed = roles.grant(session, user, role, actor) if grant else roles.revoke(session, user, role)
         audit.append(session, role=workflow.ADMIN, outcome="allowed" if changed else "unchanged", **ctx)
         return changed
 
-    return _run(store, body)
+    return run(store, body)
 
 
 def list_roles(store: SqlAlchemyStore) -> list[dict[str, str]]:

@@ -51,14 +51,17 @@ def current_user() -> str | None:
     return config.local_user()
 
 
+def no_user_message() -> str:
+    """What to tell someone acting without an identity, in a server request or locally."""
+    in_request, _ = _request_user()
+    if in_request:
+        return "governance actions need an authenticated user: sign in to the governance server"
+    return f"no acting user: set {config.ENV_USER} to the user you act as (development mode)"
+
+
 def require_user() -> str:
     """The acting user; refuses with UNAUTHENTICATED when there is none."""
     user = current_user()
     if user:
         return user
-    in_request, _ = _request_user()
-    if in_request:
-        msg = "governance actions need an authenticated user: sign in to the governance server"
-    else:
-        msg = f"no acting user: set {config.ENV_USER} to the user you act as (development mode)"
-    raise MlflowException(msg, error_code=UNAUTHENTICATED)
+    raise MlflowException(no_user_message(), error_code=UNAUTHENTICATED)

@@ -79,8 +79,13 @@ class RestGovernance:
     def audit(self, model, limit):
         return self._call("GET", "/audit", {"model": model, "limit": limit})["rows"]
 
-    def verify_audit(self):
-        return self._call("GET", "/audit/verify")
+    def verify_audit(self, expect=None):
+        query = {"expect_seq": expect[0], "expect_hash": expect[1]} if expect else None
+        return self._call("GET", "/audit/verify", query)
+
+    def audit_head(self):
+        head = self._call("GET", "/audit/head")
+        return head["seq"], head["hash"]
 
     def factsheet(self, model: str, fmt: str = "md") -> str:
         return self._call("GET", "/factsheet", {"model": model, "format": fmt}, raw=True)

@@ -24,6 +24,7 @@ KEYS: dict[str, str] = {
     "MLGOV_DEFAULT_PERMISSION": "MLflow permission of signed-in users on ordinary objects (default EDIT)",
     "MLGOV_SEPARATION_OF_DUTIES": "true (default) or false",
     "MLGOV_PRODUCTION_ALIAS": "Registry alias of the production version (default production)",
+    "MLGOV_AUDIT_KEY": "Optional HMAC key for the audit chain; the same for every writer, never in the database",
     "MLFLOW_FLASK_SERVER_SECRET_KEY": "Static secret for CSRF protection (mlgov server makes one per start if unset)",
 }
 

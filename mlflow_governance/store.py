@@ -14,15 +14,22 @@ MLflow UI) goes through these methods, so the rules hold whoever calls:
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from mlflow.entities.model_registry.model_version_stages import STAGE_PRODUCTION, get_canonical_stage
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
+from mlflow.utils.validation import _validate_model_version
+from sqlalchemy.orm import Session
 
-from mlflow_governance import config, engine, schema, workflow
+from mlflow_governance import audit, config, engine, schema, workflow
 from mlflow_governance.config import TAG_ACTION, TAG_FIELD_PREFIX, TAG_PREFIX, TAG_STAGE, TAG_USABILITY
+from mlflow_governance.identity import current_user
+
+T = TypeVar("T")
 
 SCHEME_PREFIX = "governed-"
 
@@ -43,58 +50,92 @@ def parse_action(value: str) -> tuple[str, str | None]:
     return action.strip().lower(), (comment.strip() or None)
 
 
+def is_governance_key(key: str) -> bool:
+    """``mlgov.`` keys, and look-alikes (case, surrounding space) that the UI would show the same."""
+    return (key or "").strip().lower().startswith(TAG_PREFIX)
+
+
 class GovernedSqlAlchemyStore(SqlAlchemyStore):
-    """SqlAlchemyStore with governance enforced on every write path."""
+    """SqlAlchemyStore with governance enforced on every write path.
+
+    Each guarded write runs its check and MLflow's own write in one transaction that holds the
+    governance lock (`engine.run`): MLflow's methods called inside it get that transaction from
+    `_session_maker`, so no other governance action can slip between the check and the write.
+    """
 
     def __init__(self, store_uri: str | None = None, tracking_uri: str | None = None, **kwargs: Any):
         self.governed_uri = store_uri
         super().__init__(strip_scheme(store_uri or ""), **kwargs)
+        self._base_session_maker = self.ManagedSessionMaker
+        self.ManagedSessionMaker = self._session_maker
         schema.create_all(self.engine)
+
+    @contextmanager
+    def _session_maker(self, read_only: bool = True) -> Iterator[Any]:
+        """MLflow's session maker, except inside a governance transaction, which it joins."""
+        outer = engine.CURRENT_SESSION.get()
+        if outer is not None:
+            yield outer
+            return
+        with self._base_session_maker(read_only=read_only) as session:
+            yield session
 
     # --- helpers ---------------------------------------------------------------------------
 
-    def _is_governed(self, name: str) -> bool:
-        with self.ManagedSessionMaker() as session:
-            return engine.load(self, session, name).governed
+    def _guarded(self, check: Callable[[Session], None], write: Callable[[], T]) -> T:
+        """Run ``check`` then MLflow's ``write`` in one locked governance transaction."""
 
-    def _version_state(self, name: str, version) -> tuple[bool, str | None, str | None]:
-        with self.ManagedSessionMaker() as session:
-            e = engine.load(self, session, name, int(version))
-            return e.governed, e.tags.get(TAG_STAGE), e.tags.get(TAG_USABILITY)
+        def body(session: Session) -> T:
+            check(session)
+            return write()
 
-    def _refuse(self, message: str, action: str, kind: str = "permission", **context: Any) -> None:
-        engine.refuse_and_record(self, kind, message, action=action, **context)
+        return engine.run(self, body)
+
+    @staticmethod
+    def _refuse(session: Session, message: str, action: str, kind: str = "permission", **context: Any) -> None:
+        raise engine.refusal(session, kind, message, actor=current_user(), action=action, **context)
 
     def _refuse_governance_tags(self, tags, name: str, version=None) -> None:
-        keys = [t.key for t in tags or [] if t.key.startswith(TAG_PREFIX)]
+        keys = [t.key for t in tags or [] if is_governance_key(t.key)]
         if keys:
-            self._refuse(
-                f"governance tags ({', '.join(keys)}) cannot be set when creating a model or version; "
-                "they change only through governance transitions",
-                "tag_write",
-                model=name,
-                version=int(version) if version is not None else None,
-            )
+            def check(session: Session) -> None:
+                self._refuse(
+                    session,
+                    f"governance tags ({', '.join(keys)}) cannot be set when creating or copying a model "
+                    "version or model; they change only through governance transitions",
+                    "tag_write",
+                    model=name,
+                    version=int(version) if version is not None else None,
+                )
+
+            self._guarded(check, lambda: None)
 
     def _tag_write(self, name: str, key: str, value: str | None, version=None) -> None:
         """Handle a write (or delete, ``value`` None) of an ``mlgov.`` tag."""
-        version = int(version) if version is not None else None
-        if value is not None and key == TAG_ACTION:
+        version = _validate_model_version(version) if version is not None else None
+        if key == TAG_ACTION and value is not None:
             action, comment = parse_action(value)
             engine.act(self, name, action, version=version, comment=comment)
             return
-        if value is not None and key.startswith(TAG_FIELD_PREFIX):
+        if key.startswith(TAG_FIELD_PREFIX) and value is not None:
             engine.set_field(self, name, key[len(TAG_FIELD_PREFIX) :], value, version=version)
             return
         verb = "delete" if value is None else "write"
-        self._refuse(
-            f"tag {key!r} is governance state and cannot be {verb}d directly: it changes only through a "
-            f"transition (set {TAG_ACTION}) or a field ({TAG_FIELD_PREFIX}<name>) by an allowed role",
-            "tag_" + verb,
-            model=name,
-            version=version,
-            fields={key: value or ""},
-        )
+        if key.startswith(TAG_PREFIX):
+            message = (
+                f"tag {key!r} is governance state and cannot be {verb}d directly: it changes only through a "
+                f"transition (set {TAG_ACTION}) or a field ({TAG_FIELD_PREFIX}<name>) by an allowed role"
+            )
+        else:
+            message = f"tag {key!r} looks like a governance tag; keys starting with {TAG_PREFIX!r} are reserved"
+
+        def check(session: Session) -> None:
+            self._refuse(session, message, "tag_" + verb, model=name, version=version, fields={key: value or ""})
+
+        self._guarded(check, lambda: None)
+
+    def _governed(self, session: Session, name: str) -> bool:
+        return engine.load(self, session, name).governed
 
     # --- registered models -----------------------------------------------------------------
 
@@ -103,26 +144,31 @@ class GovernedSqlAlchemyStore(SqlAlchemyStore):
         return super().create_registered_model(name, tags, description, deployment_job_id)
 
     def rename_registered_model(self, name, new_name):
-        if self._is_governed(name):
-            self._refuse(f"model {name!r} is governed and cannot be renamed", "rename", model=name)
-        return super().rename_registered_model(name, new_name)
+        def check(session: Session) -> None:
+            if self._governed(session, name):
+                self._refuse(session, f"model {name!r} is governed and cannot be renamed", "rename", model=name)
+
+        return self._guarded(check, lambda: SqlAlchemyStore.rename_registered_model(self, name, new_name))
 
     def delete_registered_model(self, name):
-        if self._is_governed(name):
-            self._refuse(
-                f"model {name!r} is governed and cannot be deleted: the ModelOwner decommissions it instead",
-                "delete_model",
-                model=name,
-            )
-        return super().delete_registered_model(name)
+        def check(session: Session) -> None:
+            if self._governed(session, name):
+                self._refuse(
+                    session,
+                    f"model {name!r} is governed and cannot be deleted: the ModelOwner decommissions it instead",
+                    "delete_model",
+                    model=name,
+                )
+
+        return self._guarded(check, lambda: SqlAlchemyStore.delete_registered_model(self, name))
 
     def set_registered_model_tag(self, name, tag):
-        if tag.key.startswith(TAG_PREFIX):
+        if is_governance_key(tag.key):
             return self._tag_write(name, tag.key, tag.value)
         return super().set_registered_model_tag(name, tag)
 
     def delete_registered_model_tag(self, name, key):
-        if key.startswith(TAG_PREFIX):
+        if is_governance_key(key):
             return self._tag_write(name, key, None)
         return super().delete_registered_model_tag(name, key)
 
@@ -132,65 +178,115 @@ class GovernedSqlAlchemyStore(SqlAlchemyStore):
         self._refuse_governance_tags(tags, name)
         return super().create_model_version(name, source, run_id, tags, *args, **kwargs)
 
+    def copy_model_version(self, src_mv, dst_name):
+        # Refuse before MLflow creates the destination model: a copy cannot carry governance state.
+        self._refuse_governance_tags(
+            [type("Tag", (), {"key": k})() for k in (src_mv.tags or {})], dst_name
+        )
+        return super().copy_model_version(src_mv, dst_name)
+
     def set_model_version_tag(self, name, version, tag):
-        if tag.key.startswith(TAG_PREFIX):
+        if is_governance_key(tag.key):
             return self._tag_write(name, tag.key, tag.value, version)
         return super().set_model_version_tag(name, version, tag)
 
     def delete_model_version_tag(self, name, version, key):
-        if key.startswith(TAG_PREFIX):
+        if is_governance_key(key):
             return self._tag_write(name, key, None, version)
         return super().delete_model_version_tag(name, version, key)
 
     def delete_model_version(self, name, version):
-        governed, stage, _ = self._version_state(name, version)
-        if governed and stage == workflow.READY_TO_USE:
-            self._refuse(
-                f"version {version} of {name!r} is Ready to Use and cannot be deleted: decommission it first",
-                "delete_version",
-                model=name,
-                version=int(version),
-                stage=stage,
-            )
-        return super().delete_model_version(name, version)
+        version = _validate_model_version(version)
+        state: dict[str, Any] = {}
+
+        def check(session: Session) -> None:
+            e = engine.load(self, session, name, version)
+            stage = e.tags.get(TAG_STAGE)
+            state["stage"] = stage
+            if e.governed and stage and stage not in workflow.TERMINAL_STAGES:
+                self._refuse(
+                    session,
+                    f"version {version} of {name!r} is in the workflow ({stage!r}) and cannot be deleted: "
+                    "the ModelOwner decommissions it first",
+                    "delete_version",
+                    model=name,
+                    version=version,
+                    stage=stage,
+                )
+
+        def write() -> None:
+            SqlAlchemyStore.delete_model_version(self, name, version)
+            if state.get("stage"):
+                audit.append(
+                    engine.CURRENT_SESSION.get(),
+                    actor=current_user() or engine.ANONYMOUS,
+                    model=name,
+                    version=version,
+                    action="delete_version",
+                    outcome="allowed",
+                    from_stage=state["stage"],
+                )
+
+        return self._guarded(check, write)
 
     def transition_model_version_stage(self, name, version, stage, archive_existing_versions=False):
-        if get_canonical_stage(stage) == STAGE_PRODUCTION and self._is_governed(name):
-            self._refuse(
-                f"{name!r} is governed: MLflow's deprecated 'Production' stage is not used; a version "
-                f"reaches production through the workflow ({workflow.READY_TO_USE!r} and the "
-                f"{config.production_alias()!r} alias)",
-                "transition_stage",
-                model=name,
-                version=int(version),
-            )
-        return super().transition_model_version_stage(name, version, stage, archive_existing_versions)
+        version = _validate_model_version(version)
+
+        def check(session: Session) -> None:
+            if get_canonical_stage(stage) == STAGE_PRODUCTION and self._governed(session, name):
+                self._refuse(
+                    session,
+                    f"{name!r} is governed: MLflow's deprecated 'Production' stage is not used; a version "
+                    f"reaches production through the workflow ({workflow.READY_TO_USE!r} and the "
+                    f"{config.production_alias()!r} alias)",
+                    "transition_stage",
+                    model=name,
+                    version=version,
+                )
+
+        return self._guarded(
+            check,
+            lambda: SqlAlchemyStore.transition_model_version_stage(self, name, version, stage, archive_existing_versions),
+        )
 
     # --- aliases ---------------------------------------------------------------------------
 
     def set_registered_model_alias(self, name, alias, version):
-        if alias == config.production_alias():
-            governed, stage, usability = self._version_state(name, version)
-            if governed and (stage != workflow.READY_TO_USE or usability != workflow.USABILITY_ACCEPT):
+        if alias != config.production_alias():
+            return super().set_registered_model_alias(name, alias, version)
+        version = _validate_model_version(version)
+
+        def check(session: Session) -> None:
+            e = engine.load(self, session, name, version)
+            stage, usability = e.tags.get(TAG_STAGE), e.tags.get(TAG_USABILITY)
+            if e.governed and (stage != workflow.READY_TO_USE or usability != workflow.USABILITY_ACCEPT):
                 self._refuse(
+                    session,
                     f"the {alias!r} alias may only point at a version that is {workflow.READY_TO_USE!r} "
                     f"with usability 'accept'; version {version} is {stage or 'not in the workflow'!r}"
                     f" (usability {usability or 'none'})",
                     "set_alias",
                     model=name,
-                    version=int(version),
+                    version=version,
                     stage=stage,
                 )
-        return super().set_registered_model_alias(name, alias, version)
+
+        return self._guarded(check, lambda: SqlAlchemyStore.set_registered_model_alias(self, name, alias, version))
 
     def delete_registered_model_alias(self, name, alias):
-        if alias == config.production_alias() and self._is_governed(name):
-            self._refuse(
-                f"the {alias!r} alias of governed model {name!r} is removed only by decommissioning",
-                "delete_alias",
-                model=name,
-            )
-        return super().delete_registered_model_alias(name, alias)
+        if alias != config.production_alias():
+            return super().delete_registered_model_alias(name, alias)
+
+        def check(session: Session) -> None:
+            if self._governed(session, name):
+                self._refuse(
+                    session,
+                    f"the {alias!r} alias of governed model {name!r} is removed only by decommissioning",
+                    "delete_alias",
+                    model=name,
+                )
+
+        return self._guarded(check, lambda: SqlAlchemyStore.delete_registered_model_alias(self, name, alias))
 
 
 def governed_store_builder(store_uri: str | None = None, tracking_uri: str | None = None) -> GovernedSqlAlchemyStore:

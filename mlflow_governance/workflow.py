@@ -160,11 +160,17 @@ FIELDS: dict[str, FieldSpec] = {
 INVENTORY_FIELDS = ("use_case", "business_owner", "risk_tier")
 
 
+# MLflow's limit on a registered model tag value; fields are stored as tags.
+MAX_FIELD_LENGTH = 5000
+
+
 def check_field_value(name: str, value: str) -> str | None:
     """Return why ``value`` is not acceptable for field ``name``, or None."""
     spec = FIELDS.get(name)
     if spec is None:
         return f"unknown field {name!r}; known fields: {', '.join(sorted(FIELDS))}"
+    if len(value) > MAX_FIELD_LENGTH:
+        return f"field {name!r} is {len(value)} characters long; the limit is {MAX_FIELD_LENGTH}"
     if spec.check is None:
         return None
     problem = spec.check(value)
@@ -445,6 +451,33 @@ def check_transition(attempt: Attempt) -> tuple[Transition | None, Refusal | Non
         if problem:
             return row, Refusal("invalid", problem)
     return row, None
+
+
+def check_field_fill(
+    stage: str,
+    scope: str,
+    name: str,
+    actor: str,
+    developer: str | None,
+    entered_by: str | None,
+    separation_of_duties: bool = True,
+) -> str | None:
+    """Why ``actor`` may not fill ``name`` in ``stage`` under separation of duties, or None.
+
+    Filling a field is part of the step that needs it: whoever may not take that step (the
+    version's developer for validation and approvals, the performer of the previous step for an
+    approval) may not author its fields either.
+    """
+    if not separation_of_duties:
+        return None
+    for row in actions_from(stage, scope):
+        if name not in row.fields:
+            continue
+        if row.not_by_developer and developer and actor == developer:
+            return f"separation of duties: {actor!r} developed this version and may not fill {name!r}"
+        if row.approval and entered_by and actor == entered_by:
+            return f"separation of duties: {actor!r} performed the step into {stage!r} and may not fill {name!r}"
+    return None
 
 
 def can_transition(attempt: Attempt) -> bool:

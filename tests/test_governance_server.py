@@ -124,6 +124,8 @@ def test_refusals_have_the_right_status(governance_server):
     bad = [
         ({"model": model}, 400),
         ({"model": model, "action": "approve", "version": "two"}, 400),
+        ({"model": model, "action": "approve", "version": 10**30}, 400),
+        ({"model": model, "action": "approve", "version": -1}, 400),
         ({"model": model, "action": "approve", "fields": ["x"]}, 400),
         ({"model": unique("ghost"), "action": "approve"}, 404),
         ({"model": model, "action": "submit"}, 409),
@@ -132,6 +134,10 @@ def test_refusals_have_the_right_status(governance_server):
         r = requests.post(endpoint, json=payload, auth=("adam", password("adam")), timeout=30)
         assert r.status_code == status, (payload, r.text)
         assert r.json()["message"]
+    for query in ({"limit": "-1"}, {"limit": str(10**30)}, {"limit": "x"}):
+        r = requests.get(f"{url}/api/2.0/mlflow-governance/audit", params=query, auth=("adam", password("adam")),
+                         timeout=30)
+        assert r.status_code == 400 and "limit" in r.json()["message"], (query, r.text)
     r = requests.post(endpoint, data="not json", headers={"Content-Type": "application/json"},
                       auth=("adam", password("adam")), timeout=30)
     assert r.status_code == 400 and r.json()["error_code"] == "INVALID_PARAMETER_VALUE"

@@ -410,3 +410,161 @@ def test_audit_tampering_detected_on_postgresql(pg_registry):
             conn.execute(sa.text("UPDATE mlgov_audit SET comment = NULL WHERE seq = :s"), {"s": target})
         eng.dispose()
     assert client.verify_audit()["ok"]
+
+
+def test_workflow_versions_are_not_deleted_and_deleted_ones_do_not_break_the_model(registry, tmp_path):
+    client, mlflow_client = GovernanceClient(), MlflowClient()
+    model = unique("del")
+    v1 = walk_version_to(client, model, wf.MODEL_DEVELOPMENT_COMPLETED, tmp_path)
+    with acting(ROLE_USER[wf.MODEL_OWNER]), pytest.raises(MlflowException) as exc:
+        mlflow_client.delete_model_version(model, v1)
+    assert code(exc) == "PERMISSION_DENIED" and "decommissions it first" in exc.value.message
+    with acting(ROLE_USER[wf.MODEL_OWNER]):
+        client.transition(model, "decommission", v1, comment="superseded before validation")
+        mlflow_client.delete_model_version(model, v1)  # terminal: may go, and the deletion is audited
+    assert client.status(model)["versions"] == []
+    assert client.audit(model)[-1]["action"] == "delete_version"
+    v2 = new_version(model, tmp_path)
+    step(client, model, v2)
+    assert client.status(model, v2)["version"]["stage"] == wf.MODEL_DEVELOPMENT_COMPLETED
+    assert [t["version"] for t in client.tasks(wf.MODEL_OWNER) if t["model"] == model] == [v2]
+
+
+def test_racing_initiates_govern_once(registry):
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = GovernanceClient()
+    model = unique("twice")
+
+    def go(_):
+        try:
+            return client.initiate(model, "race")
+        except MlflowException as exc:
+            return exc
+
+    with acting(ROLE_USER[wf.MODEL_OWNER]), ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(go, range(2)))
+    ids = [r for r in results if isinstance(r, str)]
+    errors = [r for r in results if isinstance(r, MlflowException)]
+    assert len(ids) == 1 and len(errors) == 1, results
+    assert "already governed" in errors[0].message
+    assert client.status(model)["inventory_id"] == ids[0]
+
+
+def test_separation_of_duties_covers_field_filling(registry, tmp_path):
+    client = GovernanceClient()
+    model = unique("sodfill")
+    dev = ROLE_USER[wf.MODEL_DEVELOPER]
+    version = walk_version_to(client, model, wf.APPROVED_FOR_VALIDATION, tmp_path)
+    with acting("admin"):
+        client.grant(dev, wf.MODEL_VALIDATOR)
+    try:
+        with acting(dev), pytest.raises(MlflowException) as exc:
+            client.set_field(model, "validation_report", "looks great to me", version)
+        assert code(exc) == "PERMISSION_DENIED" and "may not fill 'validation_report'" in exc.value.message
+        assert "validation_report" not in client.status(model, version)["version"]["fields"]
+    finally:
+        with acting("admin"):
+            client.revoke(dev, wf.MODEL_VALIDATOR)
+
+
+def test_initiate_refuses_a_model_already_in_production(registry, tmp_path):
+    client, mlflow_client = GovernanceClient(), MlflowClient()
+    model = unique("prod")
+    mlflow_client.create_registered_model(model)
+    version = new_version(model, tmp_path)
+    mlflow_client.set_registered_model_alias(model, "production", version)
+    with acting(ROLE_USER[wf.MODEL_OWNER]), pytest.raises(MlflowException) as exc:
+        client.initiate(model, use_case="x")
+    assert code(exc) == "RESOURCE_CONFLICT" and "already has the 'production' alias" in exc.value.message
+    assert "mlgov.stage" not in mlflow_client.get_registered_model(model).tags
+
+
+def test_bad_values_keys_and_copies_are_refused_cleanly(registry, tmp_path):
+    client, mlflow_client = GovernanceClient(), MlflowClient()
+    model = unique("bad")
+    version = walk_version_to(client, model, wf.MODEL_DEVELOPMENT_COMPLETED, tmp_path)
+    with acting(ROLE_USER[wf.MODEL_OWNER]):
+        for key in ("MLGOV.stage", " mlgov.stage", "Mlgov.usability"):
+            with pytest.raises(MlflowException) as exc:
+                mlflow_client.set_registered_model_tag(model, key, wf.READY_TO_USE)
+            assert code(exc) == "PERMISSION_DENIED" and "reserved" in exc.value.message
+        with pytest.raises(MlflowException) as exc:
+            mlflow_client.set_model_version_tag(model, "abc", "mlgov.action", "approve")
+        assert code(exc) == "INVALID_PARAMETER_VALUE"
+        with pytest.raises(MlflowException) as exc:
+            mlflow_client.set_registered_model_alias(model, "production", "abc")
+        assert code(exc) == "INVALID_PARAMETER_VALUE"
+        target = unique("copy")
+        with pytest.raises(MlflowException) as exc:
+            mlflow_client.copy_model_version(f"models:/{model}/{version}", target)
+        assert code(exc) == "PERMISSION_DENIED"
+        with pytest.raises(MlflowException) as exc:
+            mlflow_client.get_registered_model(target)
+        assert code(exc) == "RESOURCE_DOES_NOT_EXIST"
+    with acting(ROLE_USER[wf.MODEL_OWNER]):
+        client.transition(model, "approve", version)
+    with acting(ROLE_USER[wf.MODEL_VALIDATOR]), pytest.raises(MlflowException) as exc:
+        client.set_field(model, "validation_report", "x" * 5001, version)
+    assert code(exc) == "INVALID_PARAMETER_VALUE" and "limit is 5000" in exc.value.message
+
+
+def test_rewritten_chain_is_caught_by_an_anchor_or_a_key(sqlite_registry, monkeypatch):
+    """Someone with database access recomputes every hash: an external anchor or an HMAC key catches it."""
+    from mlflow_governance import audit as audit_mod
+
+    client = GovernanceClient()
+    model = unique("anchor")
+    walk_model_to(client, model, wf.DATA_ACQUISITION)
+    anchor = client.audit_head()
+
+    def rewrite() -> None:
+        eng = _audit_engine(sqlite_registry)
+        with eng.begin() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(sa.text("SELECT * FROM mlgov_audit ORDER BY seq"))]
+            prev = audit_mod.GENESIS
+            for r in rows:
+                if r["actor"] == ROLE_USER[wf.MODEL_APPROVER]:
+                    r["actor"] = "mallory"
+                r["prev_hash"] = prev
+                r["hash"] = audit_mod.row_hash(r, prev)  # computed without any key
+                conn.execute(sa.text("UPDATE mlgov_audit SET actor=:actor, prev_hash=:prev_hash, hash=:hash "
+                                     "WHERE seq=:seq"), r)
+                prev = r["hash"]
+            conn.execute(sa.text("UPDATE mlgov_audit_head SET hash=:h"), {"h": prev})
+        eng.dispose()
+
+    rewrite()
+    assert client.verify_audit()["ok"]  # a keyless chain can be recomputed by a database writer...
+    verdict = client.verify_audit(anchor)  # ...but not past a head recorded elsewhere
+    assert not verdict["ok"] and verdict["bad_seq"] == anchor[0] and "rewritten" in verdict["problem"]
+    # With a key, the recomputed (keyless) hashes do not verify at all.
+    monkeypatch.setenv("MLGOV_AUDIT_KEY", "k-" + "x" * 30)
+    assert not client.verify_audit()["ok"]
+    r = run_cli("audit", "verify", "--expect-head", f"{anchor[0]}:{anchor[1]}")
+    assert r.exit_code == 1
+
+
+def run_cli(*args: str):
+    from click.testing import CliRunner
+
+    from mlflow_governance.cli.main import cli
+
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_audit_key_signs_new_rows(fresh_sqlite, monkeypatch):
+    monkeypatch.setenv("MLGOV_AUDIT_KEY", "a-secret-key-kept-elsewhere")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{fresh_sqlite}")
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", f"governed-sqlite:///{fresh_sqlite}")
+    client = GovernanceClient()
+    with acting("admin"):
+        client.grant("olivia", wf.MODEL_OWNER)
+    initiate(client, "keyed")
+    assert client.verify_audit()["ok"]
+    head = run_cli("audit", "head").output.strip()
+    assert run_cli("audit", "verify", "--expect-head", head).exit_code == 0
+    assert run_cli("audit", "verify", "--expect-head", "nonsense").exit_code == 2
+    monkeypatch.setenv("MLGOV_AUDIT_KEY", "another-key")
+    verdict = client.verify_audit()
+    assert not verdict["ok"] and verdict["bad_seq"] == 1

@@ -52,6 +52,14 @@ def test_refusals_over_rest(served):
         err = r.json()
         assert err["error_code"] in ("PERMISSION_DENIED", "UNAUTHENTICATED")
         assert err["message"].startswith("Governance:")
+    for path, body in (
+        ("model-versions/set-tag", {"name": model, "version": "abc", "key": "mlgov.action", "value": "approve"}),
+        ("registered-models/alias", {"name": model, "alias": "production", "version": "abc"}),
+        ("model-versions/transition-stage", {"name": model, "version": "abc", "stage": "Production",
+                                             "archive_existing_versions": False}),
+    ):
+        r = call(url, path, body)
+        assert r.status_code == 400 and r.json()["error_code"] == "INVALID_PARAMETER_VALUE", (path, r.text)
     r = call(url, "registered-models/delete", {"name": model})
     assert r.status_code == 403 and "decommission" in r.json()["message"]
     assert GovernanceClient().status(model, version) == before

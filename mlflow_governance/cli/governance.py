@@ -158,10 +158,28 @@ def audit_show(model: str | None, limit: int | None, as_json: bool) -> None:
         click.echo(f"#{r['seq']:<5} {when} {r['outcome']:<9} {r['actor']:<12} {r['action']:<13} {target:<24} {move}{extra}")
 
 
+def _anchor(text: str | None) -> tuple[int, str] | None:
+    if not text:
+        return None
+    seq, sep, digest = text.partition(":")
+    if not sep or not seq.isdigit() or len(digest) != 64:
+        raise click.BadParameter("expected SEQ:HASH as printed by `mlgov audit head`", param_hint="--expect-head")
+    return int(seq), digest
+
+
+@audit_group.command("head")
+def audit_head() -> None:
+    """Print SEQ:HASH of the newest row; keep it outside the database to anchor the trail."""
+    seq, digest = _client().audit_head()
+    click.echo(f"{seq}:{digest}")
+
+
 @audit_group.command("verify")
-def audit_verify() -> None:
+@click.option("--expect-head", default=None, metavar="SEQ:HASH",
+              help="A head printed earlier by `mlgov audit head`: that row must be unchanged.")
+def audit_verify(expect_head: str | None) -> None:
     """Check the hash chain; exit 1 naming the first bad row when it does not hold."""
-    v = _client().verify_audit()
+    v = _client().verify_audit(_anchor(expect_head))
     if v["ok"]:
         click.echo(f"audit trail intact: {v['rows']} rows")
         return

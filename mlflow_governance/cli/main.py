@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from mlflow_governance.cli.acquisition import register as register_acquisition
 from mlflow_governance.cli.common import GovernanceGroup
 from mlflow_governance.cli.demo import register as register_demo
 from mlflow_governance.cli.governance import register as register_governance
@@ -23,5 +24,6 @@ def cli() -> None:
 
 register_governance(cli)
 register_server(cli)
+register_acquisition(cli)
 register_training(cli)
 register_demo(cli)

@@ -35,12 +35,10 @@ def server(config_file: Path | None, host: str, port: int, workers: int, dry_run
             "MLFLOW_REGISTRY_STORE_URI must be governed-sqlite:///... or governed-postgresql://...",
             error_code=INVALID_PARAMETER_VALUE,
         )
-    if not (os.environ.get("MLGOV_ADMIN_PASSWORD") or os.environ.get("MLFLOW_AUTH_ADMIN_PASSWORD")):
-        raise MlflowException(
-            "MLGOV_ADMIN_PASSWORD is not set: the governance server has no default password",
-            error_code=INVALID_PARAMETER_VALUE,
-        )
     os.environ.setdefault("MLFLOW_FLASK_SERVER_SECRET_KEY", secrets.token_hex(32))
+    from mlflow_governance.server.app import check_settings
+
+    check_settings()
     cmd = [
         sys.executable, "-m", "mlflow", "server", "--app-name", "governance",
         "--host", host, "--port", str(port), "--workers", str(workers),

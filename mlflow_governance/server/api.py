@@ -66,14 +66,25 @@ def _text(data: dict[str, Any], key: str, required: bool = True) -> str | None:
     return str(value)
 
 
-def _version(data: dict[str, Any]) -> int | None:
-    value = data.get("version")
+MAX_INT = 2**31 - 1
+
+
+def _positive_int(data: dict[str, Any], key: str) -> int | None:
+    value = data.get(key)
     if value in (None, ""):
         return None
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError):
-        raise MlflowException(f"version must be a number, not {value!r}", error_code=INVALID_PARAMETER_VALUE) from None
+        number = None
+    if number is None or not 1 <= number <= MAX_INT or isinstance(value, bool):
+        raise MlflowException(f"{key} must be a whole number from 1 to {MAX_INT}, not {value!r}",
+                              error_code=INVALID_PARAMETER_VALUE)
+    return number
+
+
+def _version(data: dict[str, Any]) -> int | None:
+    return _positive_int(data, "version")
 
 
 def _fields(data: dict[str, Any]) -> dict[str, str]:
@@ -99,13 +110,24 @@ def whoami(data):
 
 
 def initiate(data):
+    store, model = governed_store(), _text(data, "model")
+    try:
+        store.get_registered_model(model)
+        created = False
+    except MlflowException:
+        created = True
     inventory_id = engine.initiate(
-        governed_store(),
-        _text(data, "model"),
+        store,
+        model,
         _text(data, "use_case"),
         _text(data, "risk_tier", required=False) or "medium",
         _text(data, "business_owner", required=False),
     )
+    if created:
+        # As MLflow's basic-auth does for a model created through its own API: the creator manages it.
+        from mlflow.server.auth import store as auth_store
+
+        auth_store.create_registered_model_permission(model, current_user(), "MANAGE")
     return {"inventory_id": inventory_id}
 
 
@@ -138,17 +160,21 @@ def tasks(data):
 
 
 def audit_rows(data):
-    limit = data.get("limit")
-    try:
-        limit = int(limit) if limit not in (None, "") else None
-    except ValueError:
-        raise MlflowException("limit must be a number", error_code=INVALID_PARAMETER_VALUE) from None
+    limit = _positive_int(data, "limit")
     return {"rows": engine.history(governed_store(), _text(data, "model", required=False), limit)}
 
 
 def audit_verify(data):
-    v = engine.verify_audit(governed_store())
+    seq, digest = _positive_int(data, "expect_seq"), _text(data, "expect_hash", required=False)
+    if (seq is None) != (digest is None):
+        raise MlflowException("give both expect_seq and expect_hash, or neither", error_code=INVALID_PARAMETER_VALUE)
+    v = engine.verify_audit(governed_store(), (seq, digest) if seq is not None else None)
     return {"ok": v.ok, "rows": v.rows, "bad_seq": v.bad_seq, "problem": v.problem}
+
+
+def audit_head(data):
+    seq, digest = engine.audit_head(governed_store())
+    return {"seq": seq, "hash": digest}
 
 
 def factsheet(data):
@@ -203,6 +229,7 @@ ROUTES: tuple[tuple[str, str, Callable[[dict], Any]], ...] = (
     ("/tasks", "GET", tasks),
     ("/audit", "GET", audit_rows),
     ("/audit/verify", "GET", audit_verify),
+    ("/audit/head", "GET", audit_head),
     ("/factsheet", "GET", factsheet),
     ("/roles/grant", "POST", grant),
     ("/roles/revoke", "POST", revoke),

@@ -19,6 +19,8 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from mlflow_governance import config, settings
 
+MIN_PASSWORD_LENGTH = 12
+
 
 def _auth_database_uri() -> str:
     explicit = os.environ.get("MLGOV_AUTH_DATABASE_URI", "").strip()
@@ -26,7 +28,12 @@ def _auth_database_uri() -> str:
         return explicit
     from mlflow.server.constants import BACKEND_STORE_URI_ENV_VAR, REGISTRY_STORE_URI_ENV_VAR
 
-    registry = os.environ.get(REGISTRY_STORE_URI_ENV_VAR) or os.environ.get(BACKEND_STORE_URI_ENV_VAR) or ""
+    registry = (
+        os.environ.get(REGISTRY_STORE_URI_ENV_VAR)  # set by `mlflow server` for its workers
+        or os.environ.get("MLFLOW_REGISTRY_STORE_URI")  # the configuration file, before the server starts
+        or os.environ.get(BACKEND_STORE_URI_ENV_VAR)
+        or ""
+    )
     if registry.startswith("governed-"):
         return registry.removeprefix("governed-")
     raise MlflowException(
@@ -36,9 +43,8 @@ def _auth_database_uri() -> str:
     )
 
 
-def configure_basic_auth() -> None:
-    """Point MLflow's basic-auth at our settings; refuse to start without an admin password."""
-    settings.load()
+def check_settings() -> str:
+    """Refuse to start on settings MLflow would only reject later; returns the admin password."""
     password = os.environ.get("MLGOV_ADMIN_PASSWORD") or os.environ.get("MLFLOW_AUTH_ADMIN_PASSWORD")
     if not password:
         raise MlflowException(
@@ -46,6 +52,27 @@ def configure_basic_auth() -> None:
             "(set it in the configuration file or the environment)",
             error_code=INVALID_PARAMETER_VALUE,
         )
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise MlflowException(
+            f"MLGOV_ADMIN_PASSWORD must be at least {MIN_PASSWORD_LENGTH} characters (MLflow's basic-auth rule)",
+            error_code=INVALID_PARAMETER_VALUE,
+        )
+    if not os.environ.get("MLFLOW_FLASK_SERVER_SECRET_KEY"):
+        raise MlflowException(
+            "MLFLOW_FLASK_SERVER_SECRET_KEY is not set (mlgov server sets one per start; a direct "
+            "`mlflow server --app-name governance` needs it in the environment)",
+            error_code=INVALID_PARAMETER_VALUE,
+        )
+    _auth_database_uri()
+    return password
+
+
+def configure_basic_auth() -> None:
+    """Point MLflow's basic-auth at our settings; refuse to start without an admin password."""
+    settings.load()
+    password = check_settings()
+    # A server acts only as the authenticated user of each request, never as a local user.
+    os.environ.pop(config.ENV_USER, None)
     os.environ["MLFLOW_AUTH_ADMIN_USERNAME"] = config.admin_user()
     os.environ["MLFLOW_AUTH_ADMIN_PASSWORD"] = password
     permission = os.environ.get("MLGOV_DEFAULT_PERMISSION", "").strip() or "EDIT"

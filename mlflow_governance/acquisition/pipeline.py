@@ -1,0 +1,208 @@
+"""The acquisition: two sources, one streaming join, one profiled Parquet file, written atomically.
+
+Both sources are checked before anything is read (`readers.resolve`). The join streams into a
+temporary file next to the output; the profile is computed from the same chunks. Only a
+complete, non-empty join is renamed into place (``os.replace``): an unreachable database, a
+missing table or column, an empty source or a join that matches nothing leaves no output file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mlflow_governance import flights
+from mlflow_governance.acquisition import readers
+from mlflow_governance.acquisition.errors import AcquisitionError
+from mlflow_governance.acquisition.join import HOWS, JoinSpec, JoinStats, merge_join, output_schema
+from mlflow_governance.acquisition.profile import Profiler
+
+ROW_GROUP_ROWS = 131_072
+PROVENANCE_KEY = "mlgov.acquisition"  # Parquet key-value metadata: sources, readers, join counts
+
+
+def use_system_allocator() -> None:
+    """Let Arrow allocate with the system allocator in this process (the entry points call this).
+
+    Arrow's default mimalloc pool keeps the pages of freed chunks, so a streaming process's
+    resident memory creeps up with the data size; the system allocator returns them. An explicit
+    ``ARROW_DEFAULT_MEMORY_POOL`` setting is left alone.
+    """
+    if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        pa.set_memory_pool(pa.system_memory_pool())
+
+
+@dataclass
+class AcquisitionResult:
+    """What an acquisition produced."""
+
+    output: Path
+    rows: int
+    profile: dict[str, Any]
+    seconds: float
+    readers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def join(self) -> dict[str, Any]:
+        return self.profile["join"]
+
+    @property
+    def sources(self) -> dict[str, Any]:
+        return self.profile["sources"]
+
+
+def source_specs(flights_url: str, airports_url: str, spec: JoinSpec) -> tuple[readers.SourceSpec, readers.SourceSpec]:
+    """The two sides of ``spec``: default columns are the seeded tables' columns."""
+    return (
+        readers.SourceSpec("flights", flights_url, spec.flights_table, tuple(spec.flight_columns or flights.FLIGHT_COLUMNS),
+                           spec.key),
+        readers.SourceSpec("airports", airports_url, spec.airports_table,
+                           tuple(spec.airport_columns or flights.AIRPORT_COLUMNS), spec.key),
+    )
+
+
+def acquire(
+    flights_url: str,
+    airports_url: str,
+    months: Sequence[int],
+    output: str | Path,
+    spec: JoinSpec | None = None,
+    *,
+    reader: str = "auto",
+    chunk_rows: int = readers.DEFAULT_CHUNK_ROWS,
+    label: str = flights.LABEL,
+) -> AcquisitionResult:
+    """Join the flights and airports of ``months`` into the Parquet file ``output`` and profile it."""
+    spec = spec or JoinSpec()
+    months = [int(m) for m in months]
+    for m in months:
+        flights.month_name(m)
+    if not months:
+        raise AcquisitionError("no months selected")
+    if spec.how not in HOWS:
+        raise AcquisitionError(f"join type must be one of {', '.join(HOWS)}, not {spec.how!r}")
+    if chunk_rows < 1:
+        raise AcquisitionError(f"chunk rows must be positive, not {chunk_rows}")
+    out = Path(output).expanduser().resolve()
+    if out.is_dir():
+        raise AcquisitionError(f"output {out} is a directory; give a file path such as {out / 'training.parquet'}")
+    left_spec, right_spec = source_specs(flights_url, airports_url, spec)
+    left = readers.resolve(left_spec, months)
+    try:
+        right = readers.resolve(right_spec, months)
+    except BaseException:
+        left.engine.dispose()
+        raise
+    try:
+        output_schema(left.schema, right.schema, spec.key)
+        paths = {"flights": readers.choose_path(left, reader), "airports": readers.choose_path(right, reader)}
+        while True:
+            try:
+                return _run(left, right, paths, out, spec, months, chunk_rows, label)
+            except readers.ArrowTypeInferenceError as exc:
+                # The SQLite driver infers types from the first batch; re-read that side through SQLAlchemy.
+                side = left if exc.role == "flights" else right
+                if reader == "arrow" or paths[exc.role].startswith("sqlalchemy"):
+                    raise
+                paths[exc.role] = f"sqlalchemy-{side.engine.url.get_backend_name()}"
+                side.notes.append(f"fell back from ADBC to SQLAlchemy: {exc}")
+    finally:
+        left.engine.dispose()
+        right.engine.dispose()
+
+
+def _run(left, right, paths, out: Path, spec: JoinSpec, months, chunk_rows: int, label: str) -> AcquisitionResult:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.{uuid.uuid4().hex[:12]}.part"
+    schema = output_schema(left.schema, right.schema, spec.key)
+    stats = JoinStats()
+    profiler = Profiler(schema, label=label)
+    # Each side reads in its own thread, a bounded number of chunks ahead; a third thread profiles
+    # and writes one row group while the join builds the next.
+    left_batches = readers.prefetch(readers.stream(left, paths["flights"], chunk_rows), name="flights-reader")
+    right_batches = readers.prefetch(readers.stream(right, paths["airports"], chunk_rows), name="airports-reader")
+    started = time.perf_counter()
+    try:
+        text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+        with pq.ParquetWriter(tmp, schema, use_dictionary=text) as writer, ThreadPoolExecutor(1, "parquet-writer") as sink:
+            def write(table: pa.Table) -> None:
+                profiler.update(table)
+                writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+
+            in_flight: Future | None = None
+            pending: list[pa.Table] = []
+            pending_rows = 0
+            joined = merge_join(left_batches, right_batches, left.schema, right.schema, spec.key, spec.how, stats)
+            for part in joined:
+                pending.append(part)
+                pending_rows += part.num_rows
+                if pending_rows >= ROW_GROUP_ROWS:
+                    if in_flight is not None:
+                        in_flight.result()
+                    in_flight = sink.submit(write, pa.concat_tables(pending))
+                    pending, pending_rows = [], 0
+            if in_flight is not None:
+                in_flight.result()
+            if pending:
+                write(pa.concat_tables(pending))
+            _check(left, right, stats, spec.key, months)
+            # The file says where it came from: sources (masked URLs), reader paths, join counts.
+            provenance = {"months": list(months), "join_spec": spec.describe(), "join": _join_info(spec, stats),
+                          "sources": {"flights": left.describe(), "airports": right.describe()}}
+            writer.add_key_value_metadata({PROVENANCE_KEY: json.dumps(provenance, default=str)})
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        left_batches.close()
+        right_batches.close()
+    seconds = time.perf_counter() - started
+    profile = profiler.result()
+    profile["key"] = spec.key
+    profile["months"] = list(months)
+    profile["join"] = _join_info(spec, stats)
+    profile["sources"] = {"flights": left.describe(), "airports": right.describe()}
+    profile["join_spec"] = spec.describe()
+    return AcquisitionResult(out, stats.joined_rows, profile, seconds, dict(paths))
+
+
+def _join_info(spec: JoinSpec, stats: JoinStats) -> dict[str, Any]:
+    return {
+        "key": spec.key,
+        "how": spec.how,
+        "flight_rows": stats.left_rows,
+        "airport_rows": stats.right_rows,
+        "joined_rows": stats.joined_rows,
+        "matched_keys": stats.matched_keys,
+        "unmatched_flight_keys": stats.unmatched_left_keys,
+        "unmatched_airport_keys": stats.unmatched_right_keys,
+        "unmatched_flight_sample": stats.unmatched_left_sample,
+        "unmatched_airport_sample": stats.unmatched_right_sample,
+        "max_buffered_rows": stats.max_buffered_rows,
+    }
+
+
+def _check(left, right, stats: JoinStats, key: str, months) -> None:
+    for side, rows in ((left, stats.left_rows), (right, stats.right_rows)):
+        if rows == 0:
+            raise AcquisitionError(
+                f"the {side.role} source returned no rows for months {','.join(map(str, months))} "
+                f"(tables {', '.join(side.tables)}, filter: {side.month_filter}); nothing was written"
+            )
+    if stats.matched_keys == 0:
+        raise AcquisitionError(
+            f"the join on {key} matched nothing: none of the {stats.unmatched_left_keys:,} flight keys "
+            f"(e.g. {stats.unmatched_left_sample[:5]}) is among the {stats.unmatched_right_keys:,} airport keys "
+            f"(e.g. {stats.unmatched_right_sample[:5]}); nothing was written"
+        )

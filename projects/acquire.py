@@ -1,0 +1,39 @@
+"""MLproject entry point ``acquire``: ``mlflow run . -e acquire --env-manager local -P ...``.
+
+The same step as ``mlgov acquire``: join the flights and airports databases into a profiled
+Parquet training set, logged to the run that ``mlflow run`` started, and (with ``-P model=NAME``)
+recorded on the governed model as the acting ModelDataEngineer (``MLGOV_USER``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from mlflow_governance.cli.acquisition import acquire_options, run_acquire
+from mlflow_governance.cli.common import GovernanceGroup
+
+
+@click.group(cls=GovernanceGroup)
+def entry() -> None:
+    """Error handling of the mlgov CLI: a message and a non-zero exit, no traceback."""
+
+
+@entry.command("acquire")
+@acquire_options
+def acquire(**kwargs) -> None:
+    """Acquire, profile and catalogue the training set."""
+    if kwargs["output"] and not os.path.isabs(os.path.expanduser(kwargs["output"])):
+        raise click.BadParameter(
+            f"{kwargs['output']!r} is relative, but mlflow run executes in the project directory: "
+            "give an absolute path (or none to keep the file only as the run's artifact)",
+            param_hint="output",
+        )
+    run_acquire(**kwargs)
+
+
+if __name__ == "__main__":
+    import sys
+
+    entry(["acquire", *sys.argv[1:]], prog_name="projects/acquire.py")
