@@ -12,14 +12,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from mlflow.exceptions import MlflowException
 
 from mlflow_governance import workflow as wf
+from mlflow_governance.identity import acting_as as acting
 
 MODEL = "airline-delay"
 CAST = {
@@ -32,20 +32,6 @@ CAST = {
     "mona": wf.MODEL_MONITOR,
 }
 MARKER = ".mlgov-demo"
-
-
-@contextmanager
-def acting(user: str) -> Iterator[None]:
-    """Act as ``user`` (development mode: ``MLGOV_USER``)."""
-    old = os.environ.get("MLGOV_USER")
-    os.environ["MLGOV_USER"] = user
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("MLGOV_USER", None)
-        else:
-            os.environ["MLGOV_USER"] = old
 
 
 def prepare(workdir: Path) -> Path:
