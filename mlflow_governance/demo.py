@@ -10,6 +10,7 @@ with the audit check and the model's fact sheet.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from collections.abc import Callable
@@ -94,6 +95,7 @@ def run(
     from mlflow_governance.training.develop import train
 
     workdir = prepare(workdir)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # the walk-through is the output
     db = workdir / "mlflow.db"
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{db}"
     os.environ["MLFLOW_REGISTRY_URI"] = f"governed-sqlite:///{db}"
