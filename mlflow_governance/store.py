@@ -95,8 +95,9 @@ class GovernedSqlAlchemyStore(SqlAlchemyStore):
     def _refuse(session: Session, message: str, action: str, kind: str = "permission", **context: Any) -> None:
         raise engine.refusal(session, kind, message, actor=current_user(), action=action, **context)
 
-    def _refuse_governance_tags(self, tags, name: str, version=None) -> None:
-        keys = [t.key for t in tags or [] if is_governance_key(t.key)]
+    def _refuse_governance_tags(self, keys, name: str, version=None) -> None:
+        """Refuse creating or copying an object that would carry any governance key in ``keys``."""
+        keys = [k for k in keys if is_governance_key(k)]
         if keys:
             def check(session: Session) -> None:
                 self._refuse(
@@ -140,7 +141,7 @@ class GovernedSqlAlchemyStore(SqlAlchemyStore):
     # --- registered models -----------------------------------------------------------------
 
     def create_registered_model(self, name, tags=None, description=None, deployment_job_id=None):
-        self._refuse_governance_tags(tags, name)
+        self._refuse_governance_tags([t.key for t in tags or []], name)
         return super().create_registered_model(name, tags, description, deployment_job_id)
 
     def rename_registered_model(self, name, new_name):
@@ -175,14 +176,12 @@ class GovernedSqlAlchemyStore(SqlAlchemyStore):
     # --- model versions --------------------------------------------------------------------
 
     def create_model_version(self, name, source, run_id=None, tags=None, *args, **kwargs):
-        self._refuse_governance_tags(tags, name)
+        self._refuse_governance_tags([t.key for t in tags or []], name)
         return super().create_model_version(name, source, run_id, tags, *args, **kwargs)
 
     def copy_model_version(self, src_mv, dst_name):
         # Refuse before MLflow creates the destination model: a copy cannot carry governance state.
-        self._refuse_governance_tags(
-            [type("Tag", (), {"key": k})() for k in (src_mv.tags or {})], dst_name
-        )
+        self._refuse_governance_tags(list(src_mv.tags or {}), dst_name)
         return super().copy_model_version(src_mv, dst_name)
 
     def set_model_version_tag(self, name, version, tag):
