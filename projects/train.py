@@ -6,8 +6,13 @@ exit non-zero (MLflow then marks the run FAILED).
 
 from __future__ import annotations
 
-import argparse
+import pathlib
 import sys
+
+# `mlflow run <checkout>` runs this file from that checkout: use its package, not another install.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import argparse
 
 import click
 

@@ -57,6 +57,11 @@ def _isolated_env(monkeypatch, tmp_path):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("MLGOV_ADMIN", "admin")
     monkeypatch.chdir(tmp_path)
+    # mlflow.set_experiment() also remembers the experiment in a module global: a stale id
+    # from another test's database must not leak into this one.
+    import mlflow.tracking.fluent as fluent
+
+    monkeypatch.setattr(fluent, "_active_experiment_id", None)
 
 
 @pytest.fixture(scope="session")

@@ -98,8 +98,25 @@ def test_sqlalchemy_loader_and_if_exists(tmp_path):
     expected, airports = flights.source_tables([1])
     got = pd.read_sql_table(flights.flight_table_name(1), sa.create_engine(url))
     _frame_equal(got, expected.astype({"CARRIER": object}))
-    with pytest.raises(AcquisitionError, match="already exists"):
+    with pytest.raises(AcquisitionError, match="already exist"):
         seed(url, url, [1], replace=False)
+    # Refused before writing: with January missing and February present, January is not created.
+    eng = sa.create_engine(url)
+    with eng.begin() as conn:
+        conn.execute(sa.text(f'DROP TABLE "{flights.flight_table_name(1)}"'))
+    seed(url, url, [2])
+    with pytest.raises(AcquisitionError, match="FEBRUARY_FLIGHT_INFORMATION"):
+        seed(url, url, [1, 2], replace=False)
+    assert not sa.inspect(eng).has_table(flights.flight_table_name(1))
+    eng.dispose()
+
+
+def test_refused_seed_leaves_no_new_database_file(tmp_path):
+    flights_db = tmp_path / "flights.db"
+    unreachable = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
+    with pytest.raises(AcquisitionError, match="airports"):
+        seed(f"sqlite:///{flights_db}", unreachable, [1])
+    assert not flights_db.exists()
 
 
 # --- acquisition across engines and readers --------------------------------------------------

@@ -200,7 +200,13 @@ def test_cli_bad_input_is_a_message(sqlite_registry, acquisition_sources):
     assert r.exit_code == 2 and "months must be a comma-separated list of 1..12" in r.output
     r = run_cli("acquire", *urls, "--months", "1", "--flights-table", "JANUARY_FLIGHT_INFORMATION;DROP")
     assert r.exit_code == 2 and "Error: flights table 'JANUARY_FLIGHT_INFORMATION;DROP' is not a plain identifier" in r.output
-    r = run_cli("acquire", *urls, "--months", "1", "--flight-columns", "FLIGHT_ID,DELAYED,NOPE")
+    r = run_cli("acquire", *urls, "--months", "1", "--flight-columns", "FLIGHT_ID,DELAYED,NOPE",
+                "--experiment", "never-created")
     assert r.exit_code == 2 and "has no column NOPE" in r.output
+    # Refused before MLflow was touched: no experiment, no failed run.
+    from mlflow import MlflowClient
+
+    assert MlflowClient().get_experiment_by_name("never-created") is None
+    assert MlflowClient().search_runs(["0"]) == []
     r = run_cli("sources", "seed", "--flights-url", "nonsense://", "--months", "1")
     assert r.exit_code == 2 and "Error: cannot use the flights database" in r.output

@@ -30,7 +30,8 @@ def test_demo_walks_one_model_to_ready_to_use(tmp_path):
     sheet = (workdir / "factsheet.md").read_text()
     assert "| 1 | Ready to Use | accept | devi |" in sheet
     assert re.search(r"\| 1 \| model_quality \| roc_auc=0\.\d+ \|", sheet)
-    # A second run starts afresh in the folder it made; a foreign folder is refused.
+    # The demo marks the folder it made (a later run may empty it); a foreign folder is refused.
+    assert (workdir / ".mlgov-demo").exists()
     p = subprocess.run([MLGOV, "demo", "--workdir", str(tmp_path)], env=env, capture_output=True, text=True,
                        cwd=tmp_path, timeout=120)
     assert p.returncode == 2 and "was not made by the demo" in p.stderr

@@ -22,7 +22,7 @@ from mlflow_governance.training.data import (
     NUMERIC_FEATURES,
     feature_frame,
 )
-from mlflow_governance.training.pipeline import TRUSTED_EXTRA_TYPES, TRUSTED_MODULE_ROOTS
+from mlflow_governance.training.pipeline import TRUSTED_FUNCTIONS, TRUSTED_MODULE_ROOTS
 from mlflow_governance.training.search import METRICS, candidates
 
 # The drift model's estimate of the primary model's accuracy on rows it never saw must be within
@@ -69,6 +69,17 @@ def test_unlabeled_rows_are_dropped_counted_and_logged(trained_registry):
     assert metrics["rows_train"] + metrics["rows_validation"] + metrics["rows_test"] == len(data) - missing
 
 
+def test_training_run_logs_the_same_dataset_digest_as_acquisition(trained_registry):
+    """Lineage: the training run's input has the digest acquisition computes for the same file."""
+    from mlflow_governance.acquisition.dataset import parquet_digest
+
+    data = pd.read_parquet(trained_registry.data_path)
+    nulls = {c: int(n) for c, n in data.isna().sum().items()}
+    inputs = MlflowClient().get_run(trained_registry.run_id).inputs.dataset_inputs
+    digests = {i.dataset.digest for i in inputs if any(t.value == "training" for t in i.tags)}
+    assert digests == {parquet_digest(trained_registry.data_path, nulls)}
+
+
 def test_registered_version_loads_with_pyfunc_and_scores_raw_rows(trained_registry, training_holdout, tmp_path):
     model = mlflow.pyfunc.load_model(trained_registry.model_uri)
     schema = model.metadata.get_input_schema()
@@ -89,7 +100,7 @@ def test_registered_version_loads_with_pyfunc_and_scores_raw_rows(trained_regist
     flavor = yaml.safe_load(Path(local, "MLmodel").read_text())["flavors"]["sklearn"]
     assert flavor["serialization_format"] == "skops" and flavor["pickled_model"].endswith(".skops")
     for t in flavor["skops_trusted_types"] or []:
-        assert t.split(".")[0] in TRUSTED_MODULE_ROOTS or t in TRUSTED_EXTRA_TYPES, t
+        assert t.split(".")[0] in TRUSTED_MODULE_ROOTS or t in TRUSTED_FUNCTIONS, t
 
 
 def test_leaderboard_has_one_row_per_candidate_and_each_candidate_a_nested_run(trained_registry, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pickle
@@ -97,6 +98,11 @@ def _write(kind: str, path: Path) -> Path:
         joblib.dump(RandomForestRegressor(n_estimators=2).fit(X, [1.0, 2.0, 3.0]), path)
     elif kind == "untrusted-skops":
         sio.dump(Pipeline([("f", FunctionTransformer(os.system)), ("clf", LogisticRegression())]), path)
+    elif kind == "numpy-function-skops":
+        # Only classes (and scikit-learn's own stored helpers) are trusted: a NumPy *function*
+        # bound into the pipeline would run when the model scores (here: write a file).
+        writer = functools.partial(np.savetxt, str(path.parent / "written-by-the-model.txt"))
+        sio.dump(Pipeline([("f", FunctionTransformer(writer)), ("clf", LogisticRegression())]), path)
     elif kind == "bad-skops":
         path.write_text("not a zip")
     elif kind == "wrong-columns":
@@ -114,7 +120,8 @@ def _write(kind: str, path: Path) -> Path:
         ("dict", "m.pkl", "does not load as a scikit-learn estimator: it holds a builtins.dict"),
         ("unfitted", "m.joblib", "unfitted LogisticRegression"),
         ("regressor", "m.pkl", "not a classifier"),
-        ("untrusted-skops", "m.skops", f"not trusted for loading: {os.system.__module__}.system"),
+        ("untrusted-skops", "m.skops", f"{os.system.__module__}.system"),
+        ("numpy-function-skops", "m.skops", "are): numpy.savetxt"),
         ("bad-skops", "m.skops", "not a readable skops file"),
         ("wrong-columns", "m.pkl", "does not score the raw feature columns"),
         ("other", "m.txt", "unsupported model file type '.txt'"),
@@ -129,6 +136,7 @@ def test_import_refuses_what_is_not_a_usable_sklearn_model(
     )
     assert result.exit_code == 2, result.output
     assert message in result.output, result.output
+    assert not (tmp_path / "written-by-the-model.txt").exists()
     assert_nothing_written(approved_model)
 
 

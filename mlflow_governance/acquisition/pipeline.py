@@ -71,6 +71,51 @@ def source_specs(flights_url: str, airports_url: str, spec: JoinSpec) -> tuple[r
     )
 
 
+def _check_arguments(months: Sequence[int], output: str | Path, spec: JoinSpec, chunk_rows: int) -> tuple[list[int], Path]:
+    """Validated, de-duplicated months and the resolved output path."""
+    months = sorted({int(m) for m in months})  # a month named twice is read once
+    for m in months:
+        flights.month_name(m)
+    if not months:
+        raise AcquisitionError("no months selected")
+    if spec.how not in HOWS:
+        raise AcquisitionError(f"join type must be one of {', '.join(HOWS)}, not {spec.how!r}")
+    if chunk_rows < 1:
+        raise AcquisitionError(f"chunk rows must be positive, not {chunk_rows}")
+    out = Path(output).expanduser().resolve()
+    if out.is_dir():
+        raise AcquisitionError(f"output {out} is a directory; give a file path such as {out / 'training.parquet'}")
+    return months, out
+
+
+def check_sources(
+    flights_url: str,
+    airports_url: str,
+    months: Sequence[int],
+    output: str | Path,
+    spec: JoinSpec | None = None,
+    *,
+    reader: str = "auto",
+    chunk_rows: int = readers.DEFAULT_CHUNK_ROWS,
+) -> None:
+    """Everything `acquire` checks before reading a row (arguments, connections, tables, columns,
+    types, reader paths), so a caller can refuse bad input before it logs or writes anything."""
+    spec = spec or JoinSpec()
+    months, _ = _check_arguments(months, output, spec, chunk_rows)
+    left_spec, right_spec = source_specs(flights_url, airports_url, spec)
+    left = readers.resolve(left_spec, months)
+    try:
+        right = readers.resolve(right_spec, months)
+        try:
+            output_schema(left.schema, right.schema, spec.key)
+            readers.choose_path(left, reader)
+            readers.choose_path(right, reader)
+        finally:
+            right.engine.dispose()
+    finally:
+        left.engine.dispose()
+
+
 def acquire(
     flights_url: str,
     airports_url: str,
@@ -84,18 +129,7 @@ def acquire(
 ) -> AcquisitionResult:
     """Join the flights and airports of ``months`` into the Parquet file ``output`` and profile it."""
     spec = spec or JoinSpec()
-    months = [int(m) for m in months]
-    for m in months:
-        flights.month_name(m)
-    if not months:
-        raise AcquisitionError("no months selected")
-    if spec.how not in HOWS:
-        raise AcquisitionError(f"join type must be one of {', '.join(HOWS)}, not {spec.how!r}")
-    if chunk_rows < 1:
-        raise AcquisitionError(f"chunk rows must be positive, not {chunk_rows}")
-    out = Path(output).expanduser().resolve()
-    if out.is_dir():
-        raise AcquisitionError(f"output {out} is a directory; give a file path such as {out / 'training.parquet'}")
+    months, out = _check_arguments(months, output, spec, chunk_rows)
     left_spec, right_spec = source_specs(flights_url, airports_url, spec)
     left = readers.resolve(left_spec, months)
     try:

@@ -61,7 +61,9 @@ def evaluate(profile: dict[str, Any], key: str | None = None, limits: Thresholds
           f"label {label_name} is {'present' if present else 'not among the columns'}")
     if present:
         values = sorted(label.get("counts", {}))
-        _rule(rules, "label_binary", "error", values == ["0", "1"],
+        # A DOUBLE label column profiles as "0.0"/"1.0": the same classes, as training accepts them.
+        normalized = sorted({v[:-2] if v.endswith(".0") else v for v in values})
+        _rule(rules, "label_binary", "error", normalized == ["0", "1"],
               f"label values {', '.join(values) or 'none'} (expected 0 and 1)")
         share = float(label.get("missing_share", 0.0))
         _rule(rules, "label_missing", "error", share <= t.max_label_missing_share,

@@ -98,13 +98,36 @@ def seed(
         "flights": databases.create_engine(flights_url, "flights", must_exist=False),
         "airports": databases.create_engine(airports_url, "airports", must_exist=False),
     }
+    # SQLite files this call would create: removed again if seeding is refused before loading.
+    new_files = [
+        path for engine in engines.values()
+        if engine.url.get_backend_name() == "sqlite"
+        and (path := databases.sqlite_path(engine.url)) is not None and not path.exists()
+    ]
     report = SeedReport()
     try:
-        for role, engine in engines.items():
-            databases.check_connection(engine, role)
-            report.urls[role] = databases.display_url(engine.url)
-            use_adbc = loader == "auto" and databases.adbc_backend(engine) is not None
-            report.loaders[role] = f"adbc-{engine.url.get_backend_name()}" if use_adbc else "sqlalchemy"
+        try:
+            for role, engine in engines.items():
+                databases.check_connection(engine, role)
+                report.urls[role] = databases.display_url(engine.url)
+                use_adbc = loader == "auto" and databases.adbc_backend(engine) is not None
+                report.loaders[role] = f"adbc-{engine.url.get_backend_name()}" if use_adbc else "sqlalchemy"
+            if not replace:  # every table is checked before any is written
+                for role, names in (("flights", [flights.flight_table_name(m) for m in months]),
+                                    ("airports", [flights.airport_table_name(m) for m in months])):
+                    inspector = sa.inspect(engines[role])
+                    taken = [n for n in names if inspector.has_table(n)]
+                    if taken:
+                        raise AcquisitionError(
+                            f"table(s) {', '.join(taken)} already exist in the {role} database "
+                            f"{databases.display_url(engines[role].url)} (seed with replace to overwrite them)"
+                        )
+        except BaseException:
+            for engine in engines.values():
+                engine.dispose()
+            for path in new_files:
+                path.unlink(missing_ok=True)
+            raise
         flight_rows, airport_rows = flights.source_tables(months)
         month_of_row = flight_rows["MONTH"].to_numpy()
         for m in months:

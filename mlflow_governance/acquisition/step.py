@@ -89,7 +89,7 @@ def run_acquisition(
     import mlflow
 
     from mlflow_governance.acquisition.dataset import quiet_mlflow_data, training_dataset
-    from mlflow_governance.acquisition.pipeline import acquire
+    from mlflow_governance.acquisition.pipeline import acquire, check_sources
     from mlflow_governance.acquisition.profile import write_html
 
     spec = spec or JoinSpec()
@@ -97,6 +97,9 @@ def run_acquisition(
     model = (model or "").strip() or None
     if model:
         check_model(model)
+    # Bad input (connections, tables, columns, names) is refused before any run or experiment exists.
+    check_sources(flights_url, airports_url, months, output or "training.parquet", spec,
+                  reader=reader, chunk_rows=chunk_rows)
     if experiment:
         mlflow.set_experiment(experiment)
     with mlflow.start_run() as run, tempfile.TemporaryDirectory(prefix="mlgov-acquire-") as tmp:

@@ -9,7 +9,8 @@ calibration).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -43,6 +44,9 @@ class LabeledData:
     frame: pd.DataFrame
     rows_total: int
     rows_missing_label: int
+    # The training set as read (unlabeled rows included): logged as the run's dataset input, so
+    # its digest is the one acquisition logged for the same file and MLflow links both runs.
+    source: pd.DataFrame | None = field(default=None, repr=False)
 
     @property
     def X(self) -> pd.DataFrame:
@@ -69,8 +73,9 @@ class Split:
         return {"train": len(self.y_train), "validation": len(self.y_val), "test": len(self.y_test)}
 
 
-def local_path(uri: str) -> Path:
-    """A local file for ``uri``: a path, a ``file://`` URI, or any URI MLflow can download."""
+def local_path(uri: str, download_dir: str | None = None) -> Path:
+    """A local file for ``uri``: a path, a ``file://`` URI, or any URI MLflow can download
+    (into ``download_dir``, which the caller removes)."""
     text = str(uri).strip()
     if not text:
         raise ValueError("no training data given: pass --data PATH or record training_data_asset on the model")
@@ -82,14 +87,21 @@ def local_path(uri: str) -> Path:
     import mlflow
 
     try:
-        return Path(mlflow.artifacts.download_artifacts(artifact_uri=text))
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=text, dst_path=download_dir))
     except Exception as exc:  # noqa: BLE001 - any download failure is a bad data URI for the user
         raise ValueError(f"cannot download training data {text!r}: {exc}") from exc
 
 
 def read_training_data(uri: str) -> pd.DataFrame:
-    """Read the acquired Parquet; refuses a missing file, a non-Parquet file or missing columns."""
-    path = local_path(uri)
+    """Read the acquired Parquet; refuses a missing file, a non-Parquet file or missing columns.
+
+    A downloaded copy (``runs:/...`` and other artifact URIs) lives only while it is read.
+    """
+    with tempfile.TemporaryDirectory(prefix="mlgov-train-data-") as download_dir:
+        return _read_training_data(local_path(uri, download_dir))
+
+
+def _read_training_data(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise ValueError(f"training data {str(path)!r} does not exist (or is not a file)")
     try:
@@ -160,5 +172,7 @@ def split(data: LabeledData, seed: int = DEFAULT_SEED) -> Split:
 
 def load(uri: str, seed: int = DEFAULT_SEED) -> tuple[LabeledData, Split]:
     """Read, label-filter and split the training data at ``uri``."""
-    data = label_rows(read_training_data(uri))
+    raw = read_training_data(uri)
+    data = label_rows(raw)
+    data.source = raw
     return data, split(data, seed)

@@ -8,8 +8,10 @@ missing.
 
 Models are saved with skops, never pickle. skops refuses to load types it does not know; the
 types a pipeline needs are listed with ``skops.io.get_untrusted_types`` and declared as
-``skops_trusted_types`` only when every one comes from scikit-learn, NumPy or SciPy (plus
-``functools.partial``, whose target is itself checked). Anything else is refused.
+``skops_trusted_types`` only when every one is a *class* from scikit-learn, NumPy or SciPy, or one
+of the few functions named in `TRUSTED_FUNCTIONS` (what histogram gradient boosting stores).
+Any other function is refused: a file could otherwise bind, say, ``numpy.savetxt`` into a
+``FunctionTransformer`` and write files when it scores.
 """
 
 from __future__ import annotations
@@ -27,7 +29,28 @@ from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 from mlflow_governance.training.data import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 
 TRUSTED_MODULE_ROOTS = ("sklearn", "numpy", "scipy")
-TRUSTED_EXTRA_TYPES = frozenset({"functools.partial"})
+# Callables, not classes, that scikit-learn's own estimators store (HistGradientBoosting keeps a
+# partial of check_array). Every other function is refused, whatever its module.
+TRUSTED_FUNCTIONS = frozenset({"functools.partial", "sklearn.utils.validation.check_array"})
+
+
+def _is_class(dotted: str) -> bool:
+    """True when ``dotted`` names a class in an importable module (resolved without calling it)."""
+    import importlib
+
+    parts = dotted.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            obj: Any = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for name in parts[cut:]:
+                obj = getattr(obj, name)
+        except AttributeError:
+            return False
+        return isinstance(obj, type)
+    return False
 
 
 def one_hot_preprocessor(
@@ -84,12 +107,18 @@ def build_pipeline(
 
 
 def refuse_untrusted(types: list[str], what: str) -> list[str]:
-    """``types`` when all are trusted; ValueError naming those outside scikit-learn/NumPy/SciPy."""
-    refused = [t for t in types if t.split(".")[0] not in TRUSTED_MODULE_ROOTS and t not in TRUSTED_EXTRA_TYPES]
+    """``types`` when all are trusted; ValueError naming the others.
+
+    Trusted: classes from scikit-learn, NumPy or SciPy, and the functions in `TRUSTED_FUNCTIONS`.
+    """
+    refused = [
+        t for t in types
+        if t not in TRUSTED_FUNCTIONS and not (t.split(".")[0] in TRUSTED_MODULE_ROOTS and _is_class(t))
+    ]
     if refused:
         raise ValueError(
-            f"{what} references types outside scikit-learn/NumPy/SciPy that are not trusted for loading: "
-            f"{', '.join(sorted(refused))}"
+            f"{what} references types that are not trusted for loading (only scikit-learn/NumPy/SciPy classes "
+            f"and {', '.join(sorted(TRUSTED_FUNCTIONS))} are): {', '.join(sorted(refused))}"
         )
     return sorted(types)
 

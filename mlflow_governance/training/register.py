@@ -141,7 +141,7 @@ def log_data(data: LabeledData, split: Split, source: str) -> None:
             **{f"rows_{k}": v for k, v in split.sizes().items()},
         }
     )
-    frame = data.X.assign(**{LABEL: data.y})
+    frame = data.source if data.source is not None else data.X.assign(**{LABEL: data.y})
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
         warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
