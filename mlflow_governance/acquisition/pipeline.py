@@ -12,8 +12,9 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,24 @@ def _check_arguments(months: Sequence[int], output: str | Path, spec: JoinSpec, 
     return months, out
 
 
+@contextmanager
+def _opened_sources(
+    flights_url: str, airports_url: str, months: Sequence[int], spec: JoinSpec, reader: str
+) -> Iterator[tuple[readers.Source, readers.Source, dict[str, str]]]:
+    """Both sources resolved and checked (tables, columns, key types, reader paths); engines disposed after."""
+    left_spec, right_spec = source_specs(flights_url, airports_url, spec)
+    left = readers.resolve(left_spec, months)
+    try:
+        right = readers.resolve(right_spec, months)
+        try:
+            output_schema(left.schema, right.schema, spec.key)
+            yield left, right, {"flights": readers.choose_path(left, reader), "airports": readers.choose_path(right, reader)}
+        finally:
+            right.engine.dispose()
+    finally:
+        left.engine.dispose()
+
+
 def check_sources(
     flights_url: str,
     airports_url: str,
@@ -102,18 +121,8 @@ def check_sources(
     types, reader paths), so a caller can refuse bad input before it logs or writes anything."""
     spec = spec or JoinSpec()
     months, _ = _check_arguments(months, output, spec, chunk_rows)
-    left_spec, right_spec = source_specs(flights_url, airports_url, spec)
-    left = readers.resolve(left_spec, months)
-    try:
-        right = readers.resolve(right_spec, months)
-        try:
-            output_schema(left.schema, right.schema, spec.key)
-            readers.choose_path(left, reader)
-            readers.choose_path(right, reader)
-        finally:
-            right.engine.dispose()
-    finally:
-        left.engine.dispose()
+    with _opened_sources(flights_url, airports_url, months, spec, reader):
+        pass
 
 
 def acquire(
@@ -130,16 +139,7 @@ def acquire(
     """Join the flights and airports of ``months`` into the Parquet file ``output`` and profile it."""
     spec = spec or JoinSpec()
     months, out = _check_arguments(months, output, spec, chunk_rows)
-    left_spec, right_spec = source_specs(flights_url, airports_url, spec)
-    left = readers.resolve(left_spec, months)
-    try:
-        right = readers.resolve(right_spec, months)
-    except BaseException:
-        left.engine.dispose()
-        raise
-    try:
-        output_schema(left.schema, right.schema, spec.key)
-        paths = {"flights": readers.choose_path(left, reader), "airports": readers.choose_path(right, reader)}
+    with _opened_sources(flights_url, airports_url, months, spec, reader) as (left, right, paths):
         while True:
             try:
                 return _run(left, right, paths, out, spec, months, chunk_rows, label)
@@ -150,9 +150,6 @@ def acquire(
                     raise
                 paths[exc.role] = f"sqlalchemy-{side.engine.url.get_backend_name()}"
                 side.notes.append(f"fell back from ADBC to SQLAlchemy: {exc}")
-    finally:
-        left.engine.dispose()
-        right.engine.dispose()
 
 
 def _run(left, right, paths, out: Path, spec: JoinSpec, months, chunk_rows: int, label: str) -> AcquisitionResult:
