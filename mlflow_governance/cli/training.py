@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 
 from mlflow_governance.cli.common import echo_json
+from mlflow_governance.training import METRICS
 
-METRIC_CHOICES = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
+METRIC_CHOICES = METRICS
 
 
 def _report(result, as_json: bool) -> None:

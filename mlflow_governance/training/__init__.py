@@ -3,3 +3,7 @@
 `mlflow_governance.training.develop.train` is what ``mlflow run . -e train`` and ``mlgov train``
 call; `mlflow_governance.training.importer.import_model` registers a model built elsewhere.
 """
+
+# The metrics every candidate is scored on (and that may pick the winner). Defined here, free of
+# heavy imports, so the CLI can offer them without loading scikit-learn at start-up.
+METRICS: tuple[str, ...] = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")

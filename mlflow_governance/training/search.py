@@ -16,10 +16,10 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.pipeline import Pipeline
 
+from mlflow_governance.training import METRICS
 from mlflow_governance.training.data import Split
 from mlflow_governance.training.pipeline import build_pipeline
 
-METRICS: tuple[str, ...] = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
 LOWER_IS_BETTER = frozenset({"log_loss"})
 FAMILIES: tuple[str, ...] = ("logistic_regression", "random_forest", "hist_gradient_boosting")
 
