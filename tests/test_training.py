@@ -14,6 +14,7 @@ from mlflow import MlflowClient
 
 from mlflow_governance import workflow as wf
 from mlflow_governance.client import GovernanceClient
+from mlflow_governance.model_files import allowed_types
 from mlflow_governance.training import drift
 from mlflow_governance.training.data import (
     CATEGORICAL_FEATURES,
@@ -22,7 +23,6 @@ from mlflow_governance.training.data import (
     NUMERIC_FEATURES,
     feature_frame,
 )
-from mlflow_governance.training.pipeline import TRUSTED_FUNCTIONS, TRUSTED_MODULE_ROOTS
 from mlflow_governance.training.search import METRICS, candidates
 
 # The drift model's estimate of the primary model's accuracy on rows it never saw must be within
@@ -95,12 +95,12 @@ def test_registered_version_loads_with_pyfunc_and_scores_raw_rows(trained_regist
     accuracy = float((predictions[labeled] == truth).mean())
     majority = max(truth.mean(), 1 - truth.mean())
     assert accuracy > majority + 0.05, (accuracy, majority)
-    # saved with skops, never pickle; every trusted type declared comes from the trusted roots
+    # saved with skops, never pickle; every trusted type declared is on the model-loading allowlist
     local = mlflow.artifacts.download_artifacts(trained_registry.model_uri, dst_path=str(tmp_path))
     flavor = yaml.safe_load(Path(local, "MLmodel").read_text())["flavors"]["sklearn"]
     assert flavor["serialization_format"] == "skops" and flavor["pickled_model"].endswith(".skops")
     for t in flavor["skops_trusted_types"] or []:
-        assert t.split(".")[0] in TRUSTED_MODULE_ROOTS or t in TRUSTED_FUNCTIONS, t
+        assert t in allowed_types(), t
 
 
 def test_leaderboard_has_one_row_per_candidate_and_each_candidate_a_nested_run(trained_registry, tmp_path):

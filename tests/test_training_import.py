@@ -1,4 +1,8 @@
-"""``training_cli import-model``: an outside scikit-learn model enters the same workflow, or is refused."""
+"""``training_cli import-model``: an outside scikit-learn model enters the same workflow, or is refused.
+
+Only skops files import; pickle/joblib files are refused unopened (the attacks behind that rule
+are in tests/test_model_files.py).
+"""
 
 from __future__ import annotations
 
@@ -33,16 +37,12 @@ def outside_model(parquet: Path):
     return build_pipeline("logistic_regression", {"C": 0.5}, seed=3).fit(data.X, data.y)
 
 
-@pytest.mark.parametrize("suffix", [".pkl", ".skops"])
 def test_import_registers_and_submits_an_outside_model(
-    approved_model, training_parquet, training_holdout, tmp_path, training_cli, suffix
+    approved_model, training_parquet, training_holdout, tmp_path, training_cli
 ):
     estimator = outside_model(training_parquet)
-    path = tmp_path / f"outside{suffix}"
-    if suffix == ".skops":
-        sio.dump(estimator, path)
-    else:
-        path.write_bytes(pickle.dumps(estimator))
+    path = tmp_path / "outside.skops"
+    sio.dump(estimator, path)
     # no --data: the training data comes from the model's training_data_asset
     result = training_cli(
         "import-model",
@@ -82,32 +82,31 @@ def test_import_registers_and_submits_an_outside_model(
     assert run.data.params["training_data"] == training_parquet.as_uri()
 
 
-class NotAModel:
-    """Something that unpickles fine but is no estimator."""
-
-
 def _write(kind: str, path: Path) -> Path:
-    if kind == "garbage":
-        path.write_bytes(b"this is not a pickle")
-    elif kind == "dict":
-        path.write_bytes(pickle.dumps({"coef": [1, 2, 3]}))
-    elif kind == "unfitted":
+    if kind == "pickle":
+        # a perfectly good model, but pickled: refused without being opened
+        path.write_bytes(pickle.dumps(LogisticRegression().fit(pd.DataFrame({"DISTANCE": [1.0, 2.0]}), [0, 1])))
+    elif kind == "joblib":
         joblib.dump(LogisticRegression(), path)
+    elif kind == "dict":
+        sio.dump({"coef": [1, 2, 3]}, path)
+    elif kind == "unfitted":
+        sio.dump(LogisticRegression(), path)
     elif kind == "regressor":
         X = pd.DataFrame({"DISTANCE": [1.0, 2.0, 3.0]})
-        joblib.dump(RandomForestRegressor(n_estimators=2).fit(X, [1.0, 2.0, 3.0]), path)
+        sio.dump(RandomForestRegressor(n_estimators=2).fit(X, [1.0, 2.0, 3.0]), path)
     elif kind == "untrusted-skops":
         sio.dump(Pipeline([("f", FunctionTransformer(os.system)), ("clf", LogisticRegression())]), path)
     elif kind == "numpy-function-skops":
-        # Only classes (and scikit-learn's own stored helpers) are trusted: a NumPy *function*
-        # bound into the pipeline would run when the model scores (here: write a file).
+        # Only allowlisted types load: a NumPy *function* bound into the pipeline would run when
+        # the model scores (here: write a file).
         writer = functools.partial(np.savetxt, str(path.parent / "written-by-the-model.txt"))
         sio.dump(Pipeline([("f", FunctionTransformer(writer)), ("clf", LogisticRegression())]), path)
     elif kind == "bad-skops":
         path.write_text("not a zip")
     elif kind == "wrong-columns":
         X = pd.DataFrame({"WIND_SPEED": [1.0, 2.0, 3.0, 4.0]})
-        joblib.dump(LogisticRegression().fit(X, [0, 1, 0, 1]), path)
+        sio.dump(LogisticRegression().fit(X, [0, 1, 0, 1]), path)
     else:
         path.write_text("x")
     return path
@@ -116,14 +115,16 @@ def _write(kind: str, path: Path) -> Path:
 @pytest.mark.parametrize(
     "kind, name, message",
     [
-        ("garbage", "m.pkl", "does not load as a scikit-learn estimator"),
-        ("dict", "m.pkl", "does not load as a scikit-learn estimator: it holds a builtins.dict"),
-        ("unfitted", "m.joblib", "unfitted LogisticRegression"),
-        ("regressor", "m.pkl", "not a classifier"),
-        ("untrusted-skops", "m.skops", f"{os.system.__module__}.system"),
-        ("numpy-function-skops", "m.skops", "are): numpy.savetxt"),
+        ("pickle", "m.pkl", 'skops.io.dump(joblib.load("m.pkl"), "m.skops")'),
+        ("pickle", "m.pickle", "pickle and joblib files are refused"),
+        ("joblib", "m.joblib", 'skops.io.dump(joblib.load("m.joblib"), "m.skops")'),
+        ("dict", "m.skops", "does not load as a scikit-learn estimator: it holds a builtins.dict"),
+        ("unfitted", "m.skops", "unfitted LogisticRegression"),
+        ("regressor", "m.skops", "not a classifier"),
+        ("untrusted-skops", "m.skops", f"not trusted for loading: {os.system.__module__}.system"),
+        ("numpy-function-skops", "m.skops", "not trusted for loading: numpy.savetxt"),
         ("bad-skops", "m.skops", "not a readable skops file"),
-        ("wrong-columns", "m.pkl", "does not score the raw feature columns"),
+        ("wrong-columns", "m.skops", "does not score the raw feature columns"),
         ("other", "m.txt", "unsupported model file type '.txt'"),
     ],
 )
@@ -146,8 +147,8 @@ def test_import_refuses_unless_approved_for_development(sqlite_registry, trainin
     name = unique("delay")
     with acting("olivia"):
         GovernanceClient().initiate(name, use_case="flight delay prediction")
-    path = tmp_path / "m.pkl"
-    joblib.dump(outside_model(training_parquet), path)
+    path = tmp_path / "m.skops"
+    sio.dump(outside_model(training_parquet), path)
     result = training_cli("import-model", "--model-file", str(path), "--data", str(training_parquet), "--model", name)
     assert result.exit_code == 3 and "Approved for Development" in result.output, result.output
     assert_nothing_written(name)

@@ -47,7 +47,8 @@ def train(data, model, quick, metric, seed, experiment, as_json) -> None:
     "--model-file",
     required=True,
     type=click.Path(dir_okay=False),
-    help="Fitted scikit-learn classifier: .pkl/.pickle/.joblib (trusted sources only) or .skops.",
+    help="Fitted scikit-learn classifier saved with skops (.skops); only allowlisted types load. Pickle/joblib files "
+    "are refused: convert with skops.io.dump(joblib.load(FILE), 'model.skops').",
 )
 @click.option(
     "--data", default=None, metavar="PATH", help="Training Parquet (default: the model's training_data_asset)."

@@ -1,11 +1,14 @@
 """``mlgov import-model``: govern a scikit-learn model developed on an outside platform.
 
-The file is a pickle/joblib (``.pkl``, ``.pickle``, ``.joblib``) or skops (``.skops``) file of a
-fitted binary scikit-learn classifier that takes the raw feature columns. Loading a pickle runs
-code from the file, so import only files from a source you trust; a skops file is loaded only if
-every type it needs comes from scikit-learn, NumPy or SciPy. The model is re-saved with skops,
-scored on the same seeded split as `develop.train`, and gets the same statistics, drift
-detection model, one-row leaderboard and submission.
+The file is a skops (``.skops``) file of a fitted binary scikit-learn classifier that takes the
+raw feature columns. It is loaded under the project's model-loading policy
+(`mlflow_governance.model_files`): only if every type it needs is in the allowlist (scikit-learn's
+public estimators, their known helpers, NumPy/SciPy value types), checked on the schema before
+any object is built. Pickle and joblib files (``.pkl``, ``.pickle``, ``.joblib``) are refused
+without being opened, since unpickling runs code from the file; the message says how to convert
+one to skops. The model is re-saved with skops, scored on the same seeded split as
+`develop.train`, and gets the same statistics, drift detection model, one-row leaderboard and
+submission.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ from pathlib import Path
 import pandas as pd
 from sklearn.base import BaseEstimator
 
+from mlflow_governance.model_files import load_model_file, skops_types_for
 from mlflow_governance.training.data import DEFAULT_SEED, Split, load
-from mlflow_governance.training.pipeline import refuse_untrusted, trusted_types
 from mlflow_governance.training.register import (
     DevelopmentResult,
     development_run,
@@ -27,28 +30,6 @@ from mlflow_governance.training.register import (
     training_data_uri,
 )
 from mlflow_governance.training.search import check_metric, evaluate, rank
-
-PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
-SKOPS_SUFFIXES = (".skops",)
-
-
-def _load_file(path: Path) -> object:
-    if path.suffix.lower() in SKOPS_SUFFIXES:
-        import skops.io as sio
-
-        try:
-            needed = sio.get_untrusted_types(file=path)
-        except Exception as exc:  # noqa: BLE001 - any failure means "not a skops model file"
-            raise ValueError(f"{path} is not a readable skops file: {exc}") from exc
-        return sio.load(path, trusted=refuse_untrusted(needed, str(path)))
-    if path.suffix.lower() in PICKLE_SUFFIXES:
-        import joblib
-
-        return joblib.load(path)  # plain pickles load too
-    raise ValueError(
-        f"{path}: unsupported model file type {path.suffix or '(none)'!r}; "
-        f"use {', '.join(PICKLE_SUFFIXES + SKOPS_SUFFIXES)}"
-    )
 
 
 def load_outside_model(model_file: str | Path) -> BaseEstimator:
@@ -61,10 +42,10 @@ def load_outside_model(model_file: str | Path) -> BaseEstimator:
     if not path.is_file():
         raise ValueError(f"model file {str(path)!r} does not exist")
     try:
-        model = _load_file(path)
+        model = load_model_file(path)
     except ValueError:
         raise
-    except Exception as exc:  # noqa: BLE001 - unpickling raises anything
+    except Exception as exc:  # noqa: BLE001 - building a crafted skops file can raise anything
         raise ValueError(f"{path} does not load as a scikit-learn estimator: {type(exc).__name__}: {exc}") from exc
     if not isinstance(model, BaseEstimator):
         raise ValueError(
@@ -113,7 +94,7 @@ def import_model(
     status = require_development_allowed(client, model)
     path = Path(model_file)
     estimator = load_outside_model(path)
-    trusted_types(estimator)  # it must re-save with skops before anything is logged
+    skops_types_for(estimator)  # it must re-save with skops before anything is logged
     source = training_data_uri(data, status)
     labeled, split = load(source, seed)
     _check_scores(estimator, split, path)

@@ -8,10 +8,8 @@ missing.
 
 Models are saved with skops, never pickle. skops refuses to load types it does not know; the
 types a pipeline needs are listed with ``skops.io.get_untrusted_types`` and declared as
-``skops_trusted_types`` only when every one is a *class* from scikit-learn, NumPy or SciPy, or one
-of the few functions named in `TRUSTED_FUNCTIONS` (what histogram gradient boosting stores).
-Any other function is refused: a file could otherwise bind, say, ``numpy.savetxt`` into a
-``FunctionTransformer`` and write files when it scores.
+``skops_trusted_types`` only when every one is in the model-loading allowlist of
+`mlflow_governance.model_files` (the project's one loading policy, which `trusted_types` applies).
 """
 
 from __future__ import annotations
@@ -26,31 +24,8 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
+from mlflow_governance.model_files import skops_types_for
 from mlflow_governance.training.data import CATEGORICAL_FEATURES, NUMERIC_FEATURES
-
-TRUSTED_MODULE_ROOTS = ("sklearn", "numpy", "scipy")
-# Callables, not classes, that scikit-learn's own estimators store (HistGradientBoosting keeps a
-# partial of check_array). Every other function is refused, whatever its module.
-TRUSTED_FUNCTIONS = frozenset({"functools.partial", "sklearn.utils.validation.check_array"})
-
-
-def _is_class(dotted: str) -> bool:
-    """True when ``dotted`` names a class in an importable module (resolved without calling it)."""
-    import importlib
-
-    parts = dotted.split(".")
-    for cut in range(len(parts) - 1, 0, -1):
-        try:
-            obj: Any = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
-            continue
-        try:
-            for name in parts[cut:]:
-                obj = getattr(obj, name)
-        except AttributeError:
-            return False
-        return isinstance(obj, type)
-    return False
 
 
 def one_hot_preprocessor(
@@ -106,29 +81,6 @@ def build_pipeline(
     raise ValueError(f"unknown estimator family {family!r}")
 
 
-def refuse_untrusted(types: list[str], what: str) -> list[str]:
-    """``types`` when all are trusted; ValueError naming the others.
-
-    Trusted: classes from scikit-learn, NumPy or SciPy, and the functions in `TRUSTED_FUNCTIONS`.
-    """
-    refused = [
-        t for t in types
-        if t not in TRUSTED_FUNCTIONS and not (t.split(".")[0] in TRUSTED_MODULE_ROOTS and _is_class(t))
-    ]
-    if refused:
-        raise ValueError(
-            f"{what} references types that are not trusted for loading (only scikit-learn/NumPy/SciPy classes "
-            f"and {', '.join(sorted(TRUSTED_FUNCTIONS))} are): {', '.join(sorted(refused))}"
-        )
-    return sorted(types)
-
-
 def trusted_types(model: BaseEstimator) -> list[str]:
-    """The skops types ``model`` needs, to declare as trusted; ValueError if one is not trustworthy."""
-    import skops.io as sio
-
-    try:
-        needed = sio.get_untrusted_types(data=sio.dumps(model))
-    except Exception as exc:  # noqa: BLE001 - skops raises many types for unsupported objects
-        raise ValueError(f"{type(model).__name__} cannot be saved safely with skops: {exc}") from exc
-    return refuse_untrusted(needed, type(model).__name__)
+    """The skops types ``model`` needs, to declare as trusted; ValueError if one is not allowlisted."""
+    return skops_types_for(model)
