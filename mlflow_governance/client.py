@@ -102,7 +102,11 @@ class GovernanceClient:
         return self.backend.audit(model, limit)
 
     def verify_audit(self, expect: tuple[int, str] | None = None) -> dict[str, Any]:
-        """``{"ok": bool, "rows": n, "bad_seq": ..., "problem": ...}``; ``expect`` is an anchored (seq, hash)."""
+        """The chain and the registry checked against the trail; ``expect`` is an anchored (seq, hash).
+
+        ``{"ok": bool, "rows": n, "bad_seq": ..., "problem": ..., "discrepancies": [...]}``: ``ok`` is
+        false when the chain is broken or a model's tags or alias disagree with what the trail implies.
+        """
         return self.backend.verify_audit(expect)
 
     def audit_head(self) -> tuple[int, str]:
@@ -149,8 +153,7 @@ class LocalGovernance:
         return engine.history(self.store, model, limit)
 
     def verify_audit(self, expect=None):
-        v = engine.verify_audit(self.store, expect)
-        return {"ok": v.ok, "rows": v.rows, "bad_seq": v.bad_seq, "problem": v.problem}
+        return engine.verify(self.store, expect)
 
     def audit_head(self):
         return engine.audit_head(self.store)

@@ -7,6 +7,7 @@ environment before the first call.
 from __future__ import annotations
 
 import os
+import unicodedata
 
 ENV_USER = "MLGOV_USER"
 ENV_ADMIN = "MLGOV_ADMIN"
@@ -53,3 +54,18 @@ def audit_key() -> str | None:
 def local_user() -> str | None:
     """The acting user of a local process (development mode): ``MLGOV_USER``."""
     return os.environ.get(ENV_USER, "").strip() or None
+
+
+def fold(text: str) -> str:
+    """``text`` as a person reads it: NFKC-normalised, invisible format characters removed,
+    case-folded and stripped, so ``ｍlgov.stage``, ``MLGOV.stage`` and ``mlgov\u200b.stage``
+    all fold to ``mlgov.stage``. Governance keys and the production alias are compared folded.
+    """
+    normal = unicodedata.normalize("NFKC", text or "")
+    visible = "".join(ch for ch in normal if unicodedata.category(ch) != "Cf")
+    return visible.casefold().strip()
+
+
+def is_production_alias(alias: str) -> bool:
+    """True for the configured production alias and every look-alike of it (case, width, ...)."""
+    return fold(alias) == fold(production_alias())

@@ -28,7 +28,7 @@ from mlflow.store.model_registry.dbmodels.models import (
 from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 from sqlalchemy.orm import Session
 
-from mlflow_governance import audit, config, roles, workflow
+from mlflow_governance import audit, config, reconcile, roles, workflow
 from mlflow_governance.config import (
     TAG_ASSIGNEE,
     TAG_DEVELOPER,
@@ -279,15 +279,15 @@ def initiate(
             e = load(store, session, model)
         if e.governed:
             raise refuse("conflict", f"model {model!r} is already governed as {e.model_tags[TAG_INVENTORY_ID]}")
-        alias = config.production_alias()
-        bound = session.query(SqlRegisteredModelAlias).filter_by(workspace=e.workspace, name=model, alias=alias).first()
+        aliases = session.query(SqlRegisteredModelAlias.alias).filter_by(workspace=e.workspace, name=model).all()
+        bound = next((a for (a,) in aliases if config.is_production_alias(a)), None)
         in_production = (
             session.query(SqlModelVersion.version)
             .filter_by(workspace=e.workspace, name=model, current_stage="Production")
             .first()
         )
         if bound or in_production:
-            what = f"the {alias!r} alias" if bound else "a version in MLflow's 'Production' stage"
+            what = f"the {bound!r} alias" if bound else "a version in MLflow's 'Production' stage"
             raise refuse(
                 "conflict",
                 f"model {model!r} already has {what}: production must be reached through the workflow, so "
@@ -452,24 +452,33 @@ def _apply(session: Session, store: SqlAlchemyStore, e: Entity, row: workflow.Tr
             ).delete()
     if row.action == workflow.DECOMMISSION and e.version is None:
         for version in _governed_versions(session, e):
-            ve = load(store, session, e.model, version)
-            old_stage = ve.stage
-            if old_stage not in workflow.TERMINAL_STAGES:
-                retire = workflow.find_transition(old_stage, workflow.DECOMMISSION, workflow.VERSION_SCOPE)
-                if retire is not None:
-                    _apply(session, store, ve, retire, actor, comment)
-                    audit.append(
-                        session,
-                        actor=actor,
-                        role=row.role,
-                        model=e.model,
-                        version=version,
-                        action=workflow.DECOMMISSION,
-                        outcome="allowed",
-                        from_stage=old_stage,
-                        to_stage=workflow.DECOMMISSIONED,
-                        comment=f"model decommissioned: {comment}",
-                    )
+            _decommission_version(session, store, e.model, version, actor, row.role, f"model decommissioned: {comment}")
+
+
+def _decommission_version(
+    session: Session, store: SqlAlchemyStore, model: str, version: int, actor: str, role: str, comment: str
+) -> None:
+    """Apply the table's decommission row to a live version as a consequence of another action, audited."""
+    ve = load(store, session, model, version)
+    old_stage = ve.stage
+    if old_stage in workflow.TERMINAL_STAGES:
+        return
+    retire = workflow.find_transition(old_stage, workflow.DECOMMISSION, workflow.VERSION_SCOPE)
+    if retire is None:
+        return
+    _apply(session, store, ve, retire, actor, comment)
+    audit.append(
+        session,
+        actor=actor,
+        role=role,
+        model=model,
+        version=version,
+        action=workflow.DECOMMISSION,
+        outcome="allowed",
+        from_stage=old_stage,
+        to_stage=retire.dest,
+        comment=comment,
+    )
 
 
 def _governed_versions(session: Session, e: Entity) -> list[int]:
@@ -497,31 +506,17 @@ def _governed_versions(session: Session, e: Entity) -> list[int]:
 
 
 def _supersede_ready_versions(session: Session, store: SqlAlchemyStore, e: Entity, actor: str) -> None:
-    """At most one version is Ready to Use: the previous one is decommissioned, and audited."""
+    """At most one version is Ready to Use: the previous one is decommissioned by the table's row, audited."""
     rows = (
         session.query(SqlModelVersionTag.version)
         .filter_by(workspace=e.workspace, name=e.model, key=TAG_STAGE, value=workflow.READY_TO_USE)
         .all()
     )
     for (version,) in rows:
-        if int(version) == e.version:
-            continue
-        old = load(store, session, e.model, int(version))
-        _set_tag(session, old, TAG_STAGE, workflow.DECOMMISSIONED)
-        _delete_tag(session, old, TAG_ASSIGNEE)
-        _delete_tag(session, old, TAG_USABILITY)
-        audit.append(
-            session,
-            actor=actor,
-            role=workflow.MODEL_OWNER,
-            model=e.model,
-            version=int(version),
-            action=workflow.DECOMMISSION,
-            outcome="allowed",
-            from_stage=workflow.READY_TO_USE,
-            to_stage=workflow.DECOMMISSIONED,
-            comment=f"superseded by version {e.version}",
-        )
+        if int(version) != e.version:
+            _decommission_version(
+                session, store, e.model, int(version), actor, workflow.MODEL_OWNER, f"superseded by version {e.version}"
+            )
 
 
 def set_field(
@@ -683,10 +678,36 @@ def history(store: SqlAlchemyStore, model: str | None = None, limit: int | None 
     return found
 
 
+def reconciliation(store: SqlAlchemyStore, model: str) -> list[reconcile.Discrepancy]:
+    """How ``model``'s registry state disagrees with its audit trail (empty when it reconciles)."""
+    with store.ManagedSessionMaker() as session:
+        return reconcile.reconcile(session, {model})
+
+
 def verify_audit(store: SqlAlchemyStore, expect: tuple[int, str] | None = None) -> audit.Verdict:
     """Check the audit chain (and, given ``expect``, that an anchored row is unchanged)."""
     with store.ManagedSessionMaker() as session:
         return audit.verify(session, expect)
+
+
+def verify(store: SqlAlchemyStore, expect: tuple[int, str] | None = None) -> dict[str, Any]:
+    """The chain verdict and the reconciliation of the registry with the trail, as one answer.
+
+    ``ok`` only when the chain holds and every model's governance tags and alias are what the
+    trail implies (`reconcile`).
+    """
+    with store.ManagedSessionMaker() as session:
+        chain = audit.verify(session, expect)
+        found = reconcile.reconcile(session)
+    return {
+        "ok": chain.ok and not found,
+        "rows": chain.rows,
+        "bad_seq": chain.bad_seq,
+        "problem": chain.problem,
+        "discrepancies": [
+            {"model": d.model, "version": d.version, "problem": d.problem, "text": str(d)} for d in found
+        ],
+    }
 
 
 def audit_head(store: SqlAlchemyStore) -> tuple[int, str]:

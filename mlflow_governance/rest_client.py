@@ -102,3 +102,19 @@ class RestGovernance:
     def add_user(self, username: str, password: str) -> None:
         """Create a user through MLflow's own basic-auth endpoint (admin only)."""
         self._call("POST", "/api/2.0/mlflow/users/create", {"username": username, "password": password})
+
+    def get_user(self, username: str) -> dict[str, Any] | None:
+        """MLflow's user record (``id``, ``username``, ``is_admin``), or ``None`` when there is no such user.
+
+        Admin only for another user's record (MLflow answers PERMISSION_DENIED otherwise).
+        """
+        try:
+            return self._call("GET", "/api/2.0/mlflow/users/get", {"username": username})["user"]
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise
+
+    def delete_user(self, username: str) -> None:
+        """Delete a user through MLflow's basic-auth endpoint (admin only)."""
+        self._call("DELETE", "/api/2.0/mlflow/users/delete", {"username": username})

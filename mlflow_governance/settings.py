@@ -26,6 +26,11 @@ KEYS: dict[str, str] = {
     "MLGOV_PRODUCTION_ALIAS": "Registry alias of the production version (default production)",
     "MLGOV_AUDIT_KEY": "Optional HMAC key for the audit chain; the same for every writer, never in the database",
     "MLFLOW_FLASK_SERVER_SECRET_KEY": "Static secret for CSRF protection (mlgov server makes one per start if unset)",
+    "MLGOV_ALLOWED_ORIGINS": "Browser origins besides the server's own that may call it, comma-separated; when set, "
+    "every other origin is refused (MLflow alone lets any http://localhost or 127.0.0.1 page call with credentials)",
+    "MLFLOW_SERVER_ALLOWED_HOSTS": "Host headers the server answers, comma-separated (MLflow's default: localhost "
+    "and private addresses)",
+    "MLGOV_USER_LIST": "Who may list every user name and admin flag: all (MLflow's default) or admins",
 }
 
 

@@ -51,8 +51,9 @@ def parse_action(value: str) -> tuple[str, str | None]:
 
 
 def is_governance_key(key: str) -> bool:
-    """``mlgov.`` keys, and look-alikes (case, surrounding space) that the UI would show the same."""
-    return (key or "").strip().lower().startswith(TAG_PREFIX)
+    """``mlgov.`` keys, and look-alikes (case, width, surrounding space, invisible characters)
+    that the UI would show the same: compared after `config.fold` (NFKC and case folding)."""
+    return config.fold(key).startswith(TAG_PREFIX)
 
 
 class GovernedSqlAlchemyStore(SqlAlchemyStore):
@@ -251,12 +252,22 @@ class GovernedSqlAlchemyStore(SqlAlchemyStore):
     # --- aliases ---------------------------------------------------------------------------
 
     def set_registered_model_alias(self, name, alias, version):
-        if alias != config.production_alias():
+        if not config.is_production_alias(alias):
             return super().set_registered_model_alias(name, alias, version)
         version = _validate_model_version(version)
 
         def check(session: Session) -> None:
             e = engine.load(self, session, name, version)
+            if e.governed and alias != config.production_alias():
+                self._refuse(
+                    session,
+                    f"alias {alias!r} looks like the production alias {config.production_alias()!r} and is "
+                    "reserved on a governed model: production is marked only by the workflow",
+                    "set_alias",
+                    model=name,
+                    version=version,
+                    stage=e.tags.get(TAG_STAGE),
+                )
             stage, usability = e.tags.get(TAG_STAGE), e.tags.get(TAG_USABILITY)
             if e.governed and (stage != workflow.READY_TO_USE or usability != workflow.USABILITY_ACCEPT):
                 self._refuse(
@@ -273,7 +284,7 @@ class GovernedSqlAlchemyStore(SqlAlchemyStore):
         return self._guarded(check, lambda: SqlAlchemyStore.set_registered_model_alias(self, name, alias, version))
 
     def delete_registered_model_alias(self, name, alias):
-        if alias != config.production_alias():
+        if alias != config.production_alias():  # look-alikes cannot be bound on governed models
             return super().delete_registered_model_alias(name, alias)
 
         def check(session: Session) -> None:

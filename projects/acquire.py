@@ -3,6 +3,10 @@
 The same step as ``mlgov acquire``: join the flights and airports databases into a profiled
 Parquet training set, logged to the run that ``mlflow run`` started, and (with ``-P model=NAME``)
 recorded on the governed model as the acting ModelDataEngineer (``MLGOV_USER``).
+
+``-P output=/abs/path.parquet`` follows the rule of ``mlgov acquire --output``: an existing file
+is replaced only with ``-P force=true``; a directory or a special file never (exit 2, one line,
+before any database is read; the run ``mlflow run`` started is then marked FAILED).
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ def entry() -> None:
 
 @entry.command("acquire")
 @acquire_options
+@click.option("--force", type=click.BOOL, default=False, show_default=True,
+              help="true: replace an existing output file (never a directory or a special file).")
 def acquire(**kwargs) -> None:
     """Acquire, profile and catalogue the training set."""
     if kwargs["output"] and not os.path.isabs(os.path.expanduser(kwargs["output"])):

@@ -535,8 +535,13 @@ def test_rewritten_chain_is_caught_by_an_anchor_or_a_key(sqlite_registry, monkey
         eng.dispose()
 
     rewrite()
-    assert client.verify_audit()["ok"]  # a keyless chain can be recomputed by a database writer...
-    verdict = client.verify_audit(anchor)  # ...but not past a head recorded elsewhere
+    verdict = client.verify_audit()
+    assert verdict["problem"] is None  # a keyless chain can be recomputed by a database writer...
+    # ...though the rewritten actor no longer explains the registry's mlgov.updated_by tag,
+    assert not verdict["ok"] and any(
+        "mlgov.updated_by is 'adam'" in d["text"] and "'mallory'" in d["text"] for d in verdict["discrepancies"]
+    ), verdict
+    verdict = client.verify_audit(anchor)  # ...and the chain does not pass a head recorded elsewhere
     assert not verdict["ok"] and verdict["bad_seq"] == anchor[0] and "rewritten" in verdict["problem"]
     # With a key, the recomputed (keyless) hashes do not verify at all.
     monkeypatch.setenv("MLGOV_AUDIT_KEY", "k-" + "x" * 30)

@@ -2,8 +2,13 @@
 
 Both sources are checked before anything is read (`readers.resolve`). The join streams into a
 temporary file next to the output; the profile is computed from the same chunks. Only a
-complete, non-empty join is renamed into place (``os.replace``): an unreachable database, a
-missing table or column, an empty source or a join that matches nothing leaves no output file.
+complete, non-empty join is moved into place (`mlflow_governance.outputs.install`): an
+unreachable database, a missing table or column, an empty source or a join that matches nothing
+leaves no output file. The output follows the rule of every mlgov ``--output``
+(`mlflow_governance.outputs.check_output_path`), checked before anything is read: never a
+directory or a special file, a directory that accepts a new file (missing parents are created),
+and an existing file replaced only with ``force`` (the library default is ``force=True``: the
+commands pass their ``--force``).
 """
 
 from __future__ import annotations
@@ -11,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -22,7 +26,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mlflow_governance import flights
+from mlflow_governance import flights, outputs
 from mlflow_governance.acquisition import readers
 from mlflow_governance.acquisition.errors import AcquisitionError
 from mlflow_governance.acquisition.join import HOWS, JoinSpec, JoinStats, merge_join, output_schema
@@ -72,8 +76,22 @@ def source_specs(flights_url: str, airports_url: str, spec: JoinSpec) -> tuple[r
     )
 
 
-def _check_arguments(months: Sequence[int], output: str | Path, spec: JoinSpec, chunk_rows: int) -> tuple[list[int], Path]:
-    """Validated, de-duplicated months and the resolved output path."""
+def check_output(output: str | Path, force: bool = True) -> Path:
+    """The resolved output path, refused (`AcquisitionError`) by the rule of `outputs.check_output_path`."""
+    if not str(output).strip():
+        raise AcquisitionError("the output path is empty")
+    out = Path(output).expanduser().resolve()  # the file written: a symbolic link's target
+    try:
+        outputs.check_output_path(out, force, make_parents=True)
+    except ValueError as exc:
+        raise AcquisitionError(str(exc)) from None
+    return out
+
+
+def _check_arguments(
+    months: Sequence[int], output: str | Path | None, spec: JoinSpec, chunk_rows: int, force: bool = True
+) -> tuple[list[int], Path | None]:
+    """Validated, de-duplicated months and the resolved output path (``None``: not checked)."""
     months = sorted({int(m) for m in months})  # a month named twice is read once
     for m in months:
         flights.month_name(m)
@@ -83,10 +101,7 @@ def _check_arguments(months: Sequence[int], output: str | Path, spec: JoinSpec, 
         raise AcquisitionError(f"join type must be one of {', '.join(HOWS)}, not {spec.how!r}")
     if chunk_rows < 1:
         raise AcquisitionError(f"chunk rows must be positive, not {chunk_rows}")
-    out = Path(output).expanduser().resolve()
-    if out.is_dir():
-        raise AcquisitionError(f"output {out} is a directory; give a file path such as {out / 'training.parquet'}")
-    return months, out
+    return months, (check_output(output, force) if output is not None else None)
 
 
 @contextmanager
@@ -111,16 +126,18 @@ def check_sources(
     flights_url: str,
     airports_url: str,
     months: Sequence[int],
-    output: str | Path,
+    output: str | Path | None,
     spec: JoinSpec | None = None,
     *,
     reader: str = "auto",
     chunk_rows: int = readers.DEFAULT_CHUNK_ROWS,
+    force: bool = True,
 ) -> None:
-    """Everything `acquire` checks before reading a row (arguments, connections, tables, columns,
-    types, reader paths), so a caller can refuse bad input before it logs or writes anything."""
+    """Everything `acquire` checks before reading a row (arguments, output path, connections,
+    tables, columns, types, reader paths), so a caller can refuse bad input before it logs or
+    writes anything. ``output=None``: no output path to check (the caller writes to a temporary one)."""
     spec = spec or JoinSpec()
-    months, _ = _check_arguments(months, output, spec, chunk_rows)
+    months, _ = _check_arguments(months, output, spec, chunk_rows, force)
     with _opened_sources(flights_url, airports_url, months, spec, reader):
         pass
 
@@ -135,14 +152,20 @@ def acquire(
     reader: str = "auto",
     chunk_rows: int = readers.DEFAULT_CHUNK_ROWS,
     label: str = flights.LABEL,
+    force: bool = True,
 ) -> AcquisitionResult:
-    """Join the flights and airports of ``months`` into the Parquet file ``output`` and profile it."""
+    """Join the flights and airports of ``months`` into the Parquet file ``output`` and profile it.
+
+    An existing ``output`` file is replaced only with ``force`` (a directory or a special file never).
+    """
     spec = spec or JoinSpec()
-    months, out = _check_arguments(months, output, spec, chunk_rows)
+    if output is None:
+        raise AcquisitionError("an output path is required")
+    months, out = _check_arguments(months, output, spec, chunk_rows, force)
     with _opened_sources(flights_url, airports_url, months, spec, reader) as (left, right, paths):
         while True:
             try:
-                return _run(left, right, paths, out, spec, months, chunk_rows, label)
+                return _run(left, right, paths, out, spec, months, chunk_rows, label, force)
             except readers.ArrowTypeInferenceError as exc:
                 # The SQLite driver infers types from the first batch; re-read that side through SQLAlchemy.
                 side = left if exc.role == "flights" else right
@@ -152,9 +175,14 @@ def acquire(
                 side.notes.append(f"fell back from ADBC to SQLAlchemy: {exc}")
 
 
-def _run(left, right, paths, out: Path, spec: JoinSpec, months, chunk_rows: int, label: str) -> AcquisitionResult:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.{uuid.uuid4().hex[:12]}.part"
+def _run(
+    left, right, paths, out: Path, spec: JoinSpec, months, chunk_rows: int, label: str, force: bool
+) -> AcquisitionResult:
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AcquisitionError(f"cannot write {out}: cannot create directory {out.parent} ({exc.strerror or exc})") from None
+    tmp = outputs.temporary_path(out)
     schema = output_schema(left.schema, right.schema, spec.key)
     stats = JoinStats()
     profiler = Profiler(schema, label=label)
@@ -165,7 +193,11 @@ def _run(left, right, paths, out: Path, spec: JoinSpec, months, chunk_rows: int,
     started = time.perf_counter()
     try:
         text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
-        with pq.ParquetWriter(tmp, schema, use_dictionary=text) as writer, ThreadPoolExecutor(1, "parquet-writer") as sink:
+        try:
+            parquet = pq.ParquetWriter(tmp, schema, use_dictionary=text)
+        except OSError as exc:
+            raise AcquisitionError(f"cannot write {out}: cannot create {tmp.name} in {out.parent} ({exc})") from None
+        with parquet as writer, ThreadPoolExecutor(1, "parquet-writer") as sink:
             def write(table: pa.Table) -> None:
                 profiler.update(table)
                 writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
@@ -191,7 +223,10 @@ def _run(left, right, paths, out: Path, spec: JoinSpec, months, chunk_rows: int,
             provenance = {"months": list(months), "join_spec": spec.describe(), "join": _join_info(spec, stats),
                           "sources": {"flights": left.describe(), "airports": right.describe()}}
             writer.add_key_value_metadata({PROVENANCE_KEY: json.dumps(provenance, default=str)})
-        os.replace(tmp, out)
+        try:
+            outputs.install(tmp, out, force)
+        except ValueError as exc:
+            raise AcquisitionError(str(exc)) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

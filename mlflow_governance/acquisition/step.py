@@ -84,28 +84,38 @@ def run_acquisition(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     experiment: str | None = None,
     echo: Callable[[str], None] = print,
+    force: bool = False,
 ) -> dict[str, Any]:
-    """Acquire, profile, log to MLflow and (with ``model``) record the data on the governed model."""
+    """Acquire, profile, log to MLflow and (with ``model``) record the data on the governed model.
+
+    ``output`` (optional; the run's artifact is always logged) follows the rule of every mlgov
+    ``--output`` (`mlflow_governance.outputs`): it is checked first, before the model, the
+    databases or MLflow are touched; an existing file is replaced only with ``force``, a
+    directory or a special file never.
+    """
     import mlflow
 
     from mlflow_governance.acquisition.dataset import quiet_mlflow_data, training_dataset
-    from mlflow_governance.acquisition.pipeline import acquire, check_sources
+    from mlflow_governance.acquisition.pipeline import acquire, check_output, check_sources
     from mlflow_governance.acquisition.profile import write_html
 
     spec = spec or JoinSpec()
     months = flights.parse_months(months) if months is None or isinstance(months, str) else list(months)
     model = (model or "").strip() or None
+    output = output if output is not None and str(output).strip() else None
+    # The output path first: refused before any database (the registry included) is read.
+    requested = check_output(output, force) if output else None
     if model:
         check_model(model)
     # Bad input (connections, tables, columns, names) is refused before any run or experiment exists.
-    check_sources(flights_url, airports_url, months, output or "training.parquet", spec,
-                  reader=reader, chunk_rows=chunk_rows)
+    check_sources(flights_url, airports_url, months, requested, spec,
+                  reader=reader, chunk_rows=chunk_rows, force=force)
     if experiment:
         mlflow.set_experiment(experiment)
     with mlflow.start_run() as run, tempfile.TemporaryDirectory(prefix="mlgov-acquire-") as tmp:
         run_id = run.info.run_id
         work = Path(tmp)
-        target = Path(output).expanduser().resolve() if output else work / "training.parquet"
+        target = requested or work / "training.parquet"
         mlflow.log_params(
             {
                 "flights_source": databases.display_url(flights_url),
@@ -117,7 +127,8 @@ def run_acquisition(
                 "chunk_size_rows": chunk_rows,
             }
         )
-        result = acquire(flights_url, airports_url, months, target, spec, reader=reader, chunk_rows=chunk_rows)
+        result = acquire(flights_url, airports_url, months, target, spec, reader=reader, chunk_rows=chunk_rows,
+                         force=force)
         join, sources = result.join, result.sources
         for role in ("flights", "airports"):
             echo(
@@ -159,7 +170,7 @@ def run_acquisition(
         artifact = f"{DATA_ARTIFACTS}/{target.name}"
         asset = f"runs:/{run_id}/{artifact}"
         nulls = {name: col["nulls"] for name, col in result.profile["columns"].items()}
-        source = _dataset_source(mlflow.get_artifact_uri(artifact), Path(output).resolve() if output else None, target)
+        source = _dataset_source(mlflow.get_artifact_uri(artifact), requested, target)
         dataset = training_dataset(
             target, source, nulls, name=f"airline_delays_2013_months_{months_label(months)}", targets=flights.LABEL
         )

@@ -25,7 +25,9 @@ def acquire_options(fn):
         click.option("--airports-url", default=DEFAULT_AIRPORTS_URL, show_default=True,
                      help="SQLAlchemy URL of the airports database (<month>_airport_information tables)."),
         click.option("--months", default="", help="Comma-separated months 1..12 (default: all twelve)."),
-        click.option("--output", default="", help="Parquet file to write (default: only the run's artifact)."),
+        click.option("--output", default="",
+                     help="Parquet file to write (default: only the run's artifact). An existing file is replaced "
+                          "only with --force; a directory or a special file never."),
         click.option("--model", default="", help="Governed model to record the data on (as ModelDataEngineer)."),
         click.option("--key", default="FLIGHT_ID", show_default=True, help="Integer join key in both sources."),
         click.option("--how", type=click.Choice(["inner", "left"]), default="inner", show_default=True,
@@ -49,14 +51,20 @@ def acquire_options(fn):
 
 def run_acquire(
     flights_url, airports_url, months, output, model, key, how, flights_table, airports_table,
-    flight_columns, airport_columns, reader, chunk_rows, experiment, as_json: bool = False,
+    flight_columns, airport_columns, reader, chunk_rows, experiment, force: bool = False, as_json: bool = False,
 ) -> dict:
-    """Run the acquisition step with CLI-style arguments."""
+    """Run the acquisition step with CLI-style arguments.
+
+    The output path is checked first (`mlflow_governance.outputs.check_output_path`): a refusal
+    is a `ValueError`, one ``Error:`` line and exit 2 under `GovernanceGroup`, before any work.
+    """
     from mlflow_governance.acquisition.identifiers import parse_columns
     from mlflow_governance.acquisition.join import JoinSpec
-    from mlflow_governance.acquisition.pipeline import use_system_allocator
+    from mlflow_governance.acquisition.pipeline import check_output, use_system_allocator
     from mlflow_governance.acquisition.step import run_acquisition
 
+    if output:
+        check_output(output, force)  # before parsing anything else or touching a database
     spec = JoinSpec(
         key=key,
         how=how,
@@ -74,7 +82,7 @@ def run_acquire(
 
     summary = run_acquisition(
         flights_url, airports_url, _months(months), output or None, model or None, spec,
-        reader=reader, chunk_rows=chunk_rows, experiment=experiment or None, echo=echo,
+        reader=reader, chunk_rows=chunk_rows, experiment=experiment or None, echo=echo, force=force,
     )
     if as_json:
         echo_json(summary)
@@ -120,6 +128,7 @@ def register(cli: click.Group) -> None:
 
     @cli.command("acquire")
     @acquire_options
+    @click.option("--force", is_flag=True, help="Replace an existing --output file (never a directory or a special file).")
     @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (otherwise: progress on stderr, one summary line).")
     def acquire(**kwargs) -> None:
         """Join the two databases into a profiled Parquet training set, logged to MLflow.
@@ -129,5 +138,10 @@ def register(cli: click.Group) -> None:
         key, writes the Parquet file atomically, logs the dataset, counts, profile and quality
         verdict to an MLflow run, and with --model records training_data_asset and
         training_data_quality_flag on the governed model as the acting ModelDataEngineer.
+
+        --output FILE is checked before anything else: an existing file is replaced only with
+        --force, a directory or a special file (/dev/null, /proc/...) never, and a path that cannot
+        be written is refused (exit 2, one line, no run created). Missing parent directories are
+        created.
         """
         run_acquire(**kwargs)

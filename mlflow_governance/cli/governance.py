@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime, timezone
-from pathlib import Path
 
 import click
 
@@ -178,32 +177,56 @@ def audit_head() -> None:
 @click.option("--expect-head", default=None, metavar="SEQ:HASH",
               help="A head printed earlier by `mlgov audit head`: that row must be unchanged.")
 def audit_verify(expect_head: str | None) -> None:
-    """Check the hash chain; exit 1 naming the first bad row when it does not hold."""
+    """Check the hash chain and that the registry holds what the trail implies.
+
+    Exit 1 naming the first bad row when the chain does not hold, and every model or version
+    whose governance tags or production alias the trail does not explain.
+    """
     v = _client().verify_audit(_anchor(expect_head))
     if v["ok"]:
-        click.echo(f"audit trail intact: {v['rows']} rows")
+        click.echo(f"audit trail intact: {v['rows']} rows; the registry matches the trail")
         return
-    click.echo(f"AUDIT TRAIL BROKEN at row {v['bad_seq']}: {v['problem']}", err=True)
+    if v["problem"]:
+        click.echo(f"AUDIT TRAIL BROKEN at row {v['bad_seq']}: {v['problem']}", err=True)
+    else:
+        click.echo(f"audit trail intact: {v['rows']} rows", err=True)
+    found = v.get("discrepancies") or []
+    hidden = v.get("hidden_discrepancies") or 0
+    if found or hidden:
+        click.echo(f"REGISTRY DISAGREES WITH THE AUDIT TRAIL ({len(found) + hidden} finding(s)):", err=True)
+        for d in found:
+            click.echo(f"  {d['text']}", err=True)
+        if hidden:
+            click.echo(f"  ... and {hidden} in models you may not read", err=True)
     sys.exit(1)
 
 
 @click.command("factsheet")
 @click.argument("model")
 @click.option("--format", "fmt", type=click.Choice(["md", "html"]), default="md", show_default=True)
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write to this file instead of standard output.")
-def factsheet(model: str, fmt: str, output: Path | None) -> None:
-    """The fact sheet of MODEL: inventory data, stage history, fields, approvals."""
+@click.option("--output", default=None,
+              help="Write to this file instead of standard output (an existing file only with --force).")
+@click.option("--force", is_flag=True, help="Replace an existing --output file (never a directory or a special file).")
+def factsheet(model: str, fmt: str, output: str | None, force: bool) -> None:
+    """The fact sheet of MODEL: inventory data, stage history, fields, approvals.
+
+    --output FILE is checked before the registry is read: an existing file is replaced only
+    with --force, a directory or a special file never, and the directory must exist and be
+    writable (else exit 2, one line). The file is written to a temporary file and renamed.
+    """
+    from mlflow_governance import outputs
     from mlflow_governance.factsheet import render_html, render_markdown
 
+    if output is not None:
+        outputs.check_output_path(output, force)
     client = _client()
     status_ = client.status(model)
     text = (render_html if fmt == "html" else render_markdown)(status_, client.audit(model))
     if output is None:
         click.echo(text)
     else:
-        output.write_text(text, encoding="utf-8")
-        click.echo(f"fact sheet written to {output}")
+        written = outputs.write_text(output, text, force)
+        click.echo(f"fact sheet written to {written}")
 
 
 def register(cli: click.Group) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import secrets
 import sys
@@ -9,9 +10,9 @@ from pathlib import Path
 
 import click
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE, RESOURCE_CONFLICT, ErrorCode
 
-from mlflow_governance import settings
+from mlflow_governance import settings, workflow
 from mlflow_governance.client import GovernanceClient
 
 
@@ -36,6 +37,9 @@ def server(config_file: Path | None, host: str, port: int, workers: int, dry_run
             error_code=INVALID_PARAMETER_VALUE,
         )
     os.environ.setdefault("MLFLOW_FLASK_SERVER_SECRET_KEY", secrets.token_hex(32))
+    if os.environ.get("MLGOV_ALLOWED_ORIGINS", "").strip():
+        # MLflow's own CORS check must let the listed origins through to ours.
+        os.environ.setdefault("MLFLOW_SERVER_CORS_ALLOWED_ORIGINS", os.environ["MLGOV_ALLOWED_ORIGINS"])
     from mlflow_governance.server.app import check_settings
 
     check_settings()
@@ -57,23 +61,90 @@ def users() -> None:
     """Manage the server's users (admin; needs MLFLOW_TRACKING_URI=http(s)://...)."""
 
 
+def _check_roles(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    """Every --role must be a governance role: checked while parsing, before the password prompt."""
+    for role in value:
+        if role not in workflow.ALL_ROLES:
+            close = difflib.get_close_matches(role, workflow.ALL_ROLES, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ValueError(f"unknown role {role!r}{hint}; valid roles: {', '.join(workflow.ALL_ROLES)}")
+    return tuple(dict.fromkeys(value))  # a role named twice is granted once
+
+
+def _mlflow_error(message: str, code: str | None) -> MlflowException:
+    known = code in ErrorCode.keys()
+    return MlflowException(message, error_code=ErrorCode.Value(code) if known else INTERNAL_ERROR)
+
+
+def _undo(client: GovernanceClient, username: str, granted: list[str]) -> list[str]:
+    """Revoke the roles granted, then delete the user; the problems met on the way."""
+    problems = []
+    for role in reversed(granted):
+        try:
+            client.revoke(username, role)
+        except Exception as exc:  # noqa: BLE001 - reported, the user is still deleted
+            problems.append(f"revoking {role}: {getattr(exc, 'message', exc)}")
+    try:
+        client.backend.delete_user(username)
+    except Exception as exc:  # noqa: BLE001 - reported
+        problems.append(f"deleting the user: {getattr(exc, 'message', exc)}")
+    return problems
+
+
 @users.command("add")
 @click.argument("username")
+@click.option("--role", "roles", multiple=True, callback=_check_roles,
+              help=f"Governance role to grant right away (repeatable): {', '.join(workflow.ALL_ROLES)}.")
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True, help="The new user's password.")
-@click.option("--role", "roles", multiple=True, help="Governance role(s) to grant right away.")
 def users_add(username: str, password: str, roles: tuple[str, ...]) -> None:
-    """Create USERNAME on the governance server (MLflow basic-auth), optionally with roles."""
+    """Create USERNAME on the governance server (MLflow basic-auth), optionally with roles.
+
+    All or nothing: every --role is checked before anything is created (exit 2 on an unknown
+    role); an existing user is refused (exit 3, "user NAME already exists": grant roles to it
+    with `mlgov roles grant`); if granting a role fails, the roles already granted are revoked
+    and the user is deleted again before the error is reported.
+    """
+    from mlflow_governance.server.users import clean_message
+
     client = GovernanceClient()
     if not client.remote:
         raise MlflowException(
             "users live on the governance server: set MLFLOW_TRACKING_URI to its http(s):// URL",
             error_code=INVALID_PARAMETER_VALUE,
         )
-    client.backend.add_user(username, password)
+    backend = client.backend
+    exists = MlflowException(
+        f"user {username} already exists (give it roles with: mlgov roles grant {username} ROLE)",
+        error_code=RESOURCE_CONFLICT,
+    )
+    if backend.get_user(username) is not None:
+        raise exists
+    try:
+        backend.add_user(username, password)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_ALREADY_EXISTS":  # created meanwhile by someone else
+            raise exists from None
+        # An older server may still send the database's error text (SQL, the password hash).
+        raise _mlflow_error(clean_message(exc.message, exc.error_code, username), exc.error_code) from None
+    granted: list[str] = []
+    role = None
+    try:
+        for role in roles:
+            if client.grant(username, role):
+                granted.append(role)
+    except (Exception, KeyboardInterrupt) as exc:
+        problems = _undo(client, username, granted)
+        reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        message = f"granting {role} to {username} failed: {reason}; "
+        if problems:
+            message += (f"undoing it failed too ({'; '.join(problems)}): delete user {username} and revoke "
+                        f"{', '.join(granted) or 'no role'} by hand")
+        else:
+            message += f"user {username} was not created (removed again)"
+        raise _mlflow_error(message, getattr(exc, "error_code", None)) from None
     click.echo(f"user {username} created")
     for role in roles:
-        client.grant(username, role)
-        click.echo(f"granted: {username} {role}")
+        click.echo(f"{'granted' if role in granted else 'already held'}: {username} {role}")
 
 
 def register(cli: click.Group) -> None:

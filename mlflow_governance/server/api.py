@@ -8,21 +8,29 @@ runs) through the same engine as the CLI; errors use MLflow's JSON shape and HTT
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
+import sqlalchemy as sa
 from flask import Flask, Response, g, jsonify, request
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import (
+    INTERNAL_ERROR,
     INVALID_PARAMETER_VALUE,
     PERMISSION_DENIED,
     RESOURCE_DOES_NOT_EXIST,
+    TEMPORARILY_UNAVAILABLE,
     UNAUTHENTICATED,
 )
 from mlflow.server.handlers import catch_mlflow_exception
 
 from mlflow_governance import engine, workflow
+from mlflow_governance.errors import GovernanceError, leaks_database_text
+from mlflow_governance.server import permissions
+from mlflow_governance.server.permissions import EDIT, READ
 
+_log = logging.getLogger(__name__)
 PREFIX = "/api/2.0/mlflow-governance"
 AJAX_PREFIX = "/ajax-api/2.0/mlflow-governance"
 
@@ -116,6 +124,9 @@ def initiate(data):
         created = False
     except MlflowException:
         created = True
+    if not created:
+        # Putting someone's existing model under governance is acting on it.
+        permissions.require(model, EDIT, current_user())
     inventory_id = engine.initiate(
         store,
         model,
@@ -156,20 +167,42 @@ def tasks(data):
     role = _text(data, "role", required=False)
     if role and role not in workflow.GOVERNANCE_ROLES:
         raise MlflowException(f"unknown role {role!r}", error_code=INVALID_PARAMETER_VALUE)
-    return {"tasks": engine.tasks(governed_store(), role=role, user=current_user())}
+    return {"tasks": visible_tasks(governed_store(), role=role, user=current_user())}
+
+
+def visible_tasks(store, role: str | None, user: str) -> list[dict[str, Any]]:
+    """The inbox, without the models MLflow does not let ``user`` read."""
+    items = engine.tasks(store, role=role, user=user)
+    allowed = permissions.readable(i["model"] for i in items)
+    return [i for i in items if i["model"] in allowed]
 
 
 def audit_rows(data):
     limit = _positive_int(data, "limit")
-    return {"rows": engine.history(governed_store(), _text(data, "model", required=False), limit)}
+    model = _text(data, "model", required=False)
+    if model is not None or permissions.is_admin():
+        return {"rows": engine.history(governed_store(), model, limit)}
+    # Across models: only rows of models the user may read (role administration is the admin's).
+    rows = engine.history(governed_store(), None, None)
+    allowed = permissions.readable(r["model"] for r in rows if r["model"])
+    rows = [r for r in rows if r["model"] in allowed]
+    return {"rows": rows[-limit:] if limit else rows}
 
 
 def audit_verify(data):
     seq, digest = _positive_int(data, "expect_seq"), _text(data, "expect_hash", required=False)
     if (seq is None) != (digest is None):
         raise MlflowException("give both expect_seq and expect_hash, or neither", error_code=INVALID_PARAMETER_VALUE)
-    v = engine.verify_audit(governed_store(), (seq, digest) if seq is not None else None)
-    return {"ok": v.ok, "rows": v.rows, "bad_seq": v.bad_seq, "problem": v.problem}
+    store = governed_store()
+    expect = (seq, digest) if seq is not None else None
+    verdict = engine.verify(store, expect)
+    if not permissions.is_admin():
+        # One verdict for everybody; the disagreements are named only for models the user may read.
+        found = verdict["discrepancies"]
+        readable = permissions.readable(d["model"] for d in found)
+        verdict["discrepancies"] = [d for d in found if d["model"] in readable]
+        verdict["hidden_discrepancies"] = len(found) - len(verdict["discrepancies"])
+    return verdict
 
 
 def audit_head(data):
@@ -219,28 +252,55 @@ def list_roles(data):
     return {"roles": engine.list_roles(store)}
 
 
-# (path, method, handler): the whole API.
-ROUTES: tuple[tuple[str, str, Callable[[dict], Any]], ...] = (
-    ("/whoami", "GET", whoami),
-    ("/models/initiate", "POST", initiate),
-    ("/models/transition", "POST", transition),
-    ("/models/set-field", "POST", set_field),
-    ("/models/status", "GET", status),
-    ("/tasks", "GET", tasks),
-    ("/audit", "GET", audit_rows),
-    ("/audit/verify", "GET", audit_verify),
-    ("/audit/head", "GET", audit_head),
-    ("/factsheet", "GET", factsheet),
-    ("/roles/grant", "POST", grant),
-    ("/roles/revoke", "POST", revoke),
-    ("/roles/list", "GET", list_roles),
+# (path, method, handler, MLflow permission needed on the model named by ``model``): the whole
+# API. The permission is checked before the handler runs whenever the request names a model;
+# None: the route names no model (lists filter by what the user may read themselves).
+ROUTES: tuple[tuple[str, str, Callable[[dict], Any], str | None], ...] = (
+    ("/whoami", "GET", whoami, None),
+    ("/models/initiate", "POST", initiate, None),  # EDIT on an existing model, checked inside
+    ("/models/transition", "POST", transition, EDIT),
+    ("/models/set-field", "POST", set_field, EDIT),
+    ("/models/status", "GET", status, READ),
+    ("/tasks", "GET", tasks, None),
+    ("/audit", "GET", audit_rows, READ),  # without a model: filtered to readable models
+    ("/audit/verify", "GET", audit_verify, None),
+    ("/audit/head", "GET", audit_head, None),
+    ("/factsheet", "GET", factsheet, READ),
+    ("/roles/grant", "POST", grant, None),
+    ("/roles/revoke", "POST", revoke, None),
+    ("/roles/list", "GET", list_roles, None),
 )
 
 
-def _view(handler: Callable[[dict], Any]) -> Callable[[], Response]:
+def _database_failure(exc: BaseException) -> MlflowException:
+    """A client-safe error for a database failure; the original goes to the server log."""
+    _log.error("governance request failed in the database", exc_info=exc)
+    cause = exc.__cause__ if isinstance(exc, MlflowException) else exc
+    if isinstance(cause, sa.exc.OperationalError | sa.exc.InterfaceError):
+        return MlflowException(
+            "the registry database is not reachable; try again later", error_code=TEMPORARILY_UNAVAILABLE
+        )
+    return MlflowException("the registry database refused the request; see the server log", error_code=INTERNAL_ERROR)
+
+
+def _view(handler: Callable[[dict], Any], needs: str | None) -> Callable[[], Response]:
     @catch_mlflow_exception
     def view() -> Response:
-        result = handler(_body())
+        data = _body()
+        try:
+            if needs is not None:
+                model = _text(data, "model", required=False)  # the handler says when it is missing
+                if model is not None:
+                    permissions.require(model, needs, current_user())
+            result = handler(data)
+        except sa.exc.SQLAlchemyError as exc:
+            raise _database_failure(exc) from None
+        except GovernanceError:
+            raise  # our own refusals name the rule, never the database
+        except MlflowException as exc:
+            if isinstance(exc.__cause__, sa.exc.SQLAlchemyError) or leaks_database_text(exc.message):
+                raise _database_failure(exc) from None
+            raise
         return result if isinstance(result, Response) else jsonify(result)
 
     view.__name__ = f"mlgov_{handler.__name__}"
@@ -268,8 +328,10 @@ def _json_auth_errors(response: Response) -> Response:
 
 def register(app: Flask, auth_module) -> None:
     """Add the routes to MLflow's Flask app and declare them to basic-auth."""
-    for path, method, handler in ROUTES:
+    for path, method, handler, needs in ROUTES:
         for prefix in (PREFIX, AJAX_PREFIX):
-            app.add_url_rule(prefix + path, endpoint=f"mlgov{prefix}{path}", view_func=_view(handler), methods=[method])
+            app.add_url_rule(
+                prefix + path, endpoint=f"mlgov{prefix}{path}", view_func=_view(handler, needs), methods=[method]
+            )
             auth_module.BEFORE_REQUEST_VALIDATORS[(prefix + path, method)] = _authenticated_only
     app.after_request(_json_auth_errors)

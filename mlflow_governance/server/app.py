@@ -64,6 +64,9 @@ def check_settings() -> str:
             error_code=INVALID_PARAMETER_VALUE,
         )
     _auth_database_uri()
+    from mlflow_governance.server.permissions import check_user_list_setting
+
+    check_user_list_setting()
     return password
 
 
@@ -93,13 +96,17 @@ def create_app():
     from mlflow.server import app as flask_app
     from mlflow.server import auth
 
-    from mlflow_governance.server import api, pages
+    from mlflow_governance.server import api, pages, permissions, users
 
     api.register(flask_app, auth)
     pages.register(flask_app, auth)
+    users.register(flask_app)  # no SQL or password hash in the user routes' error messages
+    permissions.restrict_user_list(auth)  # MLGOV_USER_LIST=admins
     app = auth.create_app(flask_app)
-    if not isinstance(app, type(flask_app)):  # uvicorn: a FastAPI app wrapping Flask
-        from mlflow_governance.server.guard import add_native_route_guard
+    from mlflow_governance.server.guard import add_native_route_guard, add_origin_guard_flask
 
+    if isinstance(app, type(flask_app)):
+        add_origin_guard_flask(app)
+    else:  # uvicorn: a FastAPI app wrapping Flask; its middleware sees every route
         add_native_route_guard(app)
     return app

@@ -1,15 +1,23 @@
-"""Authentication for MLflow's native FastAPI routes that basic-auth leaves public.
+"""Guards in front of every route: authentication on MLflow's public native routes, and origins.
 
 Under uvicorn, MLflow mounts its Flask app inside FastAPI; Flask ``before_request`` hooks never
 see the native routes. MLflow's basic-auth adds a permission middleware for most of them
 (artifacts, traces, jobs), but keeps ``server-info`` public. A governed server answers nothing
 to strangers, so this middleware requires valid credentials on those paths too.
+
+Origins: MLflow's CORS check always lets ``http://localhost:*`` and ``http://127.0.0.1:*`` call
+with the browser's credentials, whatever ``MLFLOW_SERVER_CORS_ALLOWED_ORIGINS`` says, so any page
+served on the same machine can act as the signed-in user. With ``MLGOV_ALLOWED_ORIGINS`` set, a
+request that carries an ``Origin`` header is refused (403, JSON) unless it is same-origin (the
+origin names the host the request was sent to) or listed.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
+from urllib.parse import urlsplit
 
 from starlette.concurrency import run_in_threadpool
 
@@ -27,12 +35,60 @@ def _credentials(header: str | None) -> tuple[str, str] | None:
     return (user, password) if user else None
 
 
+ENV_ALLOWED_ORIGINS = "MLGOV_ALLOWED_ORIGINS"
+
+
+def allowed_origins() -> tuple[str, ...] | None:
+    """The origins of ``MLGOV_ALLOWED_ORIGINS`` (comma-separated), or None when unset."""
+    raw = os.environ.get(ENV_ALLOWED_ORIGINS, "").strip()
+    if not raw:
+        return None
+    return tuple(o.strip().rstrip("/").lower() for o in raw.split(",") if o.strip())
+
+
+def origin_refusal(origin: str | None, host: str | None, allowed: tuple[str, ...] | None) -> str | None:
+    """Why a request from ``origin`` to ``host`` is refused, or None (no origin, same origin, listed)."""
+    if allowed is None or not origin:
+        return None
+    origin = origin.strip().rstrip("/").lower()
+    if origin in allowed:
+        return None
+    try:
+        netloc = urlsplit(origin).netloc
+    except ValueError:
+        netloc = ""
+    if netloc and host and netloc == host.strip().lower():
+        return None  # same origin: the MLflow UI and the approvals page themselves
+    return f"cross-origin request from {origin!r} refused: allowed origins are this server and {ENV_ALLOWED_ORIGINS}"
+
+
+def _forbidden_body(message: str) -> str:
+    return json.dumps({"error_code": "PERMISSION_DENIED", "message": message})
+
+
+def add_origin_guard_flask(flask_app) -> None:
+    """The origin rule as a Flask hook (a server without FastAPI in front)."""
+    from flask import Response, request
+
+    @flask_app.before_request
+    def refuse_foreign_origins():
+        problem = origin_refusal(request.headers.get("Origin"), request.host, allowed_origins())
+        if problem:
+            return Response(_forbidden_body(problem), status=403, mimetype="application/json")
+        return None
+
+
 def add_native_route_guard(fastapi_app) -> None:
     """Refuse unauthenticated requests to `PUBLIC_NATIVE_PATHS` with MLflow's JSON 401."""
     from mlflow.server.auth import store as auth_store
 
     @fastapi_app.middleware("http")
     async def require_authentication(request, call_next):
+        problem = origin_refusal(request.headers.get("origin"), request.headers.get("host"), allowed_origins())
+        if problem:
+            from starlette.responses import Response
+
+            return Response(_forbidden_body(problem), status_code=403, media_type="application/json")
         if request.url.path.startswith(PUBLIC_NATIVE_PATHS):
             creds = _credentials(request.headers.get("authorization"))
             ok = creds is not None and await run_in_threadpool(auth_store.authenticate_user, *creds)

@@ -17,7 +17,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.server.handlers import catch_mlflow_exception
 
 from mlflow_governance import config, engine, workflow
-from mlflow_governance.server.api import AJAX_PREFIX, current_user, governed_store
+from mlflow_governance.server import permissions
+from mlflow_governance.server.api import AJAX_PREFIX, current_user, governed_store, visible_tasks
 
 PAGE = "/governance/"
 MODEL_PAGE = "/governance/model"
@@ -39,7 +40,9 @@ def _when(ms: int) -> str:
 
 
 def _governed_models(store) -> list[dict[str, Any]]:
+    """Governed models the signed-in user may read (MLflow's per-model permission)."""
     found = store.search_registered_models(filter_string="tags.`mlgov.inventory_id` LIKE 'MOD_%'", max_results=1000)
+    allowed = permissions.readable(m.name for m in found)
     return [
         {
             "name": m.name,
@@ -48,6 +51,7 @@ def _governed_models(store) -> list[dict[str, Any]]:
             "assignee_role": m.tags.get(config.TAG_ASSIGNEE),
         }
         for m in found
+        if m.name in allowed
     ]
 
 
@@ -81,7 +85,7 @@ def inbox() -> Response:
         "inbox.html",
         user=user,
         roles=sorted(roles),
-        tasks=engine.tasks(store, user=user),
+        tasks=visible_tasks(store, role=None, user=user),
         models=_governed_models(store),
         model_page=MODEL_PAGE,
     )
@@ -93,27 +97,30 @@ def model_page() -> Response:
     name = request.args.get("name", "").strip()
     if not name:
         raise MlflowException.invalid_parameter_value("missing parameter 'name'")
+    permissions.require(name, permissions.READ, user)
     store = governed_store()
+    # No forms for a user MLflow lets read the model but not act on it.
     roles = engine.roles_of(store, user)
+    acting_roles = roles if permissions.allows(name, permissions.EDIT) else frozenset()
     status = engine.status(store, name)
     history = engine.history(store, name)
     for row in history:
         row["when"] = _when(row["ts"])
     versions = [
-        {**v, "forms": _forms(v, workflow.VERSION_SCOPE, roles)}
+        {**v, "forms": _forms(v, workflow.VERSION_SCOPE, acting_roles)}
         for v in status["versions"]
     ]
     # A version registered but not yet submitted is offered to the developer too.
     entry = None
     if status["stage"] == workflow.VERSION_ENTRY_STAGE:
         entry = {"stage": workflow.VERSION_ENTRY_STAGE, "fields": {}}
-        entry["forms"] = _forms(entry, workflow.VERSION_SCOPE, roles)
+        entry["forms"] = _forms(entry, workflow.VERSION_SCOPE, acting_roles)
     return render_template(
         "model.html",
         user=user,
         roles=sorted(roles),
         status=status,
-        model_forms=_forms(status, workflow.MODEL_SCOPE, roles),
+        model_forms=_forms(status, workflow.MODEL_SCOPE, acting_roles),
         versions=versions,
         entry=entry,
         history=history,
