@@ -89,6 +89,35 @@ class GovernanceClient:
         """Fill one field of the current stage."""
         return self.backend.set_field(model, name, value, version)
 
+    def may(
+        self,
+        model: str,
+        action: str,
+        version: int | None = None,
+        new_version: bool = False,
+        inputs: bool = False,
+        fields: dict[str, str] | None = None,
+        comment: str | None = None,
+    ) -> dict[str, Any]:
+        """Would the acting user be allowed ``action``? Writes nothing; the same check as `transition`.
+
+        ``new_version`` asks about a version not registered yet (training, import); ``inputs``
+        False leaves out the fields and comment the step still has to supply. Returns
+        ``{"allowed": bool, "kind", "message", "role", "stage"}``.
+        """
+        return self.backend.may(model, action, version, new_version, inputs, fields or {}, comment)
+
+    def require(
+        self, model: str, action: str, version: int | None = None, new_version: bool = False
+    ) -> dict[str, Any]:
+        """`may`, raising the refusal (with its error code) when the action would not be allowed."""
+        from mlflow_governance.errors import GovernanceError
+
+        decision = self.may(model, action, version, new_version)
+        if not decision["allowed"]:
+            raise GovernanceError(decision["kind"], decision["message"])
+        return decision
+
     def status(self, model: str, version: int | None = None) -> dict[str, Any]:
         """Stage, assignee role, fields, usability and versions of ``model``."""
         return self.backend.status(model, version)
@@ -141,6 +170,9 @@ class LocalGovernance:
     def set_field(self, model, name, value, version):
         return engine.set_field(self.store, model, name, value, version)
 
+    def may(self, model, action, version, new_version, inputs, fields, comment):
+        return engine.may(self.store, model, action, version, new_version, inputs, fields, comment)
+
     def status(self, model, version):
         return engine.status(self.store, model, version)
 
@@ -165,4 +197,6 @@ class LocalGovernance:
         return engine.revoke_role(self.store, user, role)
 
     def roles(self):
-        return engine.list_roles(self.store)
+        from mlflow_governance.identity import current_user
+
+        return engine.list_roles(self.store, current_user())

@@ -1,59 +1,52 @@
-"""Configuration read from the environment, documented in ``governance.env.example``.
+"""Configuration read from the environment; each setting is declared once, with its default, in
+`mlflow_governance.environment_variables` (documented in ``governance.env.example``).
 
 Every value is read when asked for, never at import time, so tests and servers can set the
-environment before the first call.
+environment before the first call; a malformed value is refused with INVALID_PARAMETER_VALUE.
 """
 
 from __future__ import annotations
 
-import os
 import unicodedata
 
-ENV_USER = "MLGOV_USER"
-ENV_ADMIN = "MLGOV_ADMIN"
-ENV_SEPARATION_OF_DUTIES = "MLGOV_SEPARATION_OF_DUTIES"
-ENV_PRODUCTION_ALIAS = "MLGOV_PRODUCTION_ALIAS"
-ENV_AUDIT_KEY = "MLGOV_AUDIT_KEY"
+from mlflow_governance.environment_variables import (
+    MLGOV_ADMIN,
+    MLGOV_AUDIT_KEY,
+    MLGOV_PRODUCTION_ALIAS,
+    MLGOV_SEPARATION_OF_DUTIES,
+    MLGOV_USER,
+)
 
-TAG_PREFIX = "mlgov."
-TAG_STAGE = "mlgov.stage"
-TAG_ASSIGNEE = "mlgov.assignee_role"
-TAG_USABILITY = "mlgov.usability"
-TAG_INVENTORY_ID = "mlgov.inventory_id"
-TAG_ACTION = "mlgov.action"
-TAG_FIELD_PREFIX = "mlgov.field."
-TAG_DEVELOPER = "mlgov.developer"
-TAG_UPDATED_BY = "mlgov.updated_by"
+ENV_USER = MLGOV_USER.name
+ENV_ADMIN = MLGOV_ADMIN.name
+ENV_SEPARATION_OF_DUTIES = MLGOV_SEPARATION_OF_DUTIES.name
+ENV_PRODUCTION_ALIAS = MLGOV_PRODUCTION_ALIAS.name
+ENV_AUDIT_KEY = MLGOV_AUDIT_KEY.name
 
 
 def admin_user() -> str:
-    """The user allowed to manage roles (``MLGOV_ADMIN``, default ``admin``)."""
-    return os.environ.get(ENV_ADMIN, "").strip() or "admin"
+    """The user allowed to manage roles (``MLGOV_ADMIN``)."""
+    return MLGOV_ADMIN.get()
 
 
 def separation_of_duties() -> bool:
-    """Separation of duties is on unless ``MLGOV_SEPARATION_OF_DUTIES`` is false/0/off/no."""
-    return os.environ.get(ENV_SEPARATION_OF_DUTIES, "true").strip().lower() not in {
-        "0",
-        "false",
-        "off",
-        "no",
-    }
+    """Whether separation of duties is on (``MLGOV_SEPARATION_OF_DUTIES``; true/false spellings only)."""
+    return MLGOV_SEPARATION_OF_DUTIES.get()
 
 
 def production_alias() -> str:
-    """The registry alias that marks the production version (default ``production``)."""
-    return os.environ.get(ENV_PRODUCTION_ALIAS, "").strip() or "production"
+    """The registry alias that marks the production version (``MLGOV_PRODUCTION_ALIAS``)."""
+    return MLGOV_PRODUCTION_ALIAS.get()
 
 
 def audit_key() -> str | None:
     """Optional HMAC key for the audit chain (``MLGOV_AUDIT_KEY``), kept outside the database."""
-    return os.environ.get(ENV_AUDIT_KEY, "") or None
+    return MLGOV_AUDIT_KEY.get()
 
 
 def local_user() -> str | None:
     """The acting user of a local process (development mode): ``MLGOV_USER``."""
-    return os.environ.get(ENV_USER, "").strip() or None
+    return MLGOV_USER.get()
 
 
 def fold(text: str) -> str:

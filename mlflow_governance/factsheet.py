@@ -22,10 +22,15 @@ def _sections(status: dict[str, Any], history: list[dict[str, Any]]) -> list[tup
         ["Waiting for", status.get("assignee_role") or "-"],
         ["Production alias", f"{status['production_alias']} -> version {status['production_version']}"
          if status.get("production_version") else f"{status['production_alias']} (unbound)"],
+        ["Production", status.get("production") or "none"],
+        ["In flight", status.get("in_flight") or "none"],
     ]
     inventory += [[f"Field: {k}", v] for k, v in sorted(status.get("fields", {}).items())]
     versions = [
-        [str(v["version"]), v.get("stage") or "-", v.get("usability") or "-", v.get("developer") or "-",
+        [str(v["version"]), v.get("stage") or "-",
+         (v.get("usability") or "-") + (" (REFUSED)" if v.get("usability") == "reject"
+                                        and v["version"] == status.get("production_version") else ""),
+         v.get("developer") or "-",
          v.get("assignee_role") or "-"]
         for v in status.get("versions", [])
     ]

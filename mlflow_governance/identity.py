@@ -16,6 +16,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import UNAUTHENTICATED
 
 from mlflow_governance import config
+from mlflow_governance.environment_variables import MLGOV_USER
 
 _override: contextvars.ContextVar[str | None] = contextvars.ContextVar("mlgov_actor", default=None)
 
@@ -56,7 +57,7 @@ def no_user_message() -> str:
     in_request, _ = _request_user()
     if in_request:
         return "governance actions need an authenticated user: sign in to the governance server"
-    return f"no acting user: set {config.ENV_USER} to the user you act as (development mode)"
+    return f"no acting user: set {MLGOV_USER} to the user you act as (development mode)"
 
 
 def require_user() -> str:

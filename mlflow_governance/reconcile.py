@@ -8,8 +8,9 @@ allowed rows, replayed in order through the same transition table, give exactly 
 registry must hold: stage, assignee role, usability, developer, who moved it, fields and the
 production alias, per model and version. Any difference is a change the trail does not explain.
 
-The replay reads only the table (`workflow.TRANSITIONS` and its effects), never the engine, so
-an engine bug that writes a tag without its audit row shows up here too.
+The replay applies the table's rows with the same effect functions as the engine
+(`mlflow_governance.effects`, over a dictionary instead of the database), never the engine's own
+code, so an engine bug that writes a tag without its audit row shows up here too.
 """
 
 from __future__ import annotations
@@ -29,18 +30,13 @@ from mlflow.store.model_registry.dbmodels.models import (
 )
 from sqlalchemy.orm import Session
 
-from mlflow_governance import config, workflow
-from mlflow_governance.config import (
-    TAG_ASSIGNEE,
-    TAG_DEVELOPER,
-    TAG_FIELD_PREFIX,
+from mlflow_governance import config, effects, workflow
+from mlflow_governance.schema import audit
+from mlflow_governance.tags import (
     TAG_INVENTORY_ID,
     TAG_PREFIX,
-    TAG_STAGE,
-    TAG_UPDATED_BY,
-    TAG_USABILITY,
+    is_governance_key,
 )
-from mlflow_governance.schema import audit
 
 Key = tuple[str, int | None]  # (model, version or None for the registered model)
 
@@ -68,6 +64,42 @@ class ImpliedState:
     unexplained: list[Discrepancy] = field(default_factory=list)
 
 
+class _ReplayTarget:
+    """`effects.Target` over the replayed state of one entity."""
+
+    def __init__(self, state: ImpliedState, model: str, version: int | None):
+        self.state, self.model, self.version = state, model, version
+        self.tags = state.tags.setdefault((model, version), {})
+
+    def set_tag(self, key: str, value: str) -> None:
+        self.tags[key] = value
+
+    def delete_tag(self, key: str) -> None:
+        self.tags.pop(key, None)
+
+    def bind_production_alias(self) -> None:
+        self.state.alias[self.model] = self.version
+
+    def unbind_production_alias(self) -> None:
+        if self.state.alias.get(self.model) == self.version:
+            self.state.alias[self.model] = None
+
+    def cascade(self, effect: str, actor: str, comment: str | None) -> None:
+        raise AssertionError("cascades are replayed from their own audit rows")
+
+
+def _refresh_glance(state: ImpliedState, model: str) -> None:
+    model_tags = state.tags.get((model, None))
+    if model_tags is None:
+        return
+    versions = {v: tags for (m, v), tags in state.tags.items() if m == model and v is not None}
+    for key, value in effects.glance(versions, state.alias.get(model)).items():
+        if value is None:
+            model_tags.pop(key, None)
+        else:
+            model_tags[key] = value
+
+
 def _apply_row(state: ImpliedState, r: Mapping[str, Any]) -> None:
     model, version = r["model"], r["version"]
     key: Key = (model, version)
@@ -75,17 +107,11 @@ def _apply_row(state: ImpliedState, r: Mapping[str, Any]) -> None:
     action = r["action"]
     if action == workflow.INITIATE:
         inventory_id = fields.pop("inventory_id", None)
-        tags = {TAG_STAGE: r["to_stage"], TAG_UPDATED_BY: r["actor"]}
-        if inventory_id:
-            tags[TAG_INVENTORY_ID] = inventory_id
-        assignee = workflow.ASSIGNEE_ROLE.get(r["to_stage"])
-        if assignee:
-            tags[TAG_ASSIGNEE] = assignee
-        tags.update({TAG_FIELD_PREFIX + k: v for k, v in fields.items()})
-        state.tags[key] = tags
+        state.tags[key] = {}
+        effects.initiate(_ReplayTarget(state, model, None), r["to_stage"], inventory_id, r["actor"], fields)
         return
     if action == workflow.SET_FIELD:
-        state.tags.setdefault(key, {}).update({TAG_FIELD_PREFIX + k: v for k, v in fields.items()})
+        effects.fill(_ReplayTarget(state, model, version), fields)
         return
     if action == "delete_version":
         state.deleted.add(key)
@@ -101,32 +127,8 @@ def _apply_row(state: ImpliedState, r: Mapping[str, Any]) -> None:
                                         f"{r['to_stage']!r}, which no row of the transition table allows")
         )
         return
-    tags = state.tags.setdefault(key, {})
-    tags.update({TAG_FIELD_PREFIX + k: v for k, v in fields.items()})
-    tags[TAG_STAGE] = row.dest
-    assignee = workflow.ASSIGNEE_ROLE.get(row.dest)
-    if assignee:
-        tags[TAG_ASSIGNEE] = assignee
-    else:
-        tags.pop(TAG_ASSIGNEE, None)
-    if row.dest != row.source:
-        tags[TAG_UPDATED_BY] = r["actor"]
-    if action == workflow.SUBMIT and row.source == workflow.VERSION_ENTRY_STAGE and version is not None:
-        tags[TAG_DEVELOPER] = r["actor"]
-    for effect in row.effects:
-        if effect == "promote":
-            tags[TAG_USABILITY] = workflow.USABILITY_ACCEPT
-            state.alias[model] = version
-        elif effect == "usability_reject":
-            tags[TAG_USABILITY] = workflow.USABILITY_REJECT
-        elif effect == "usability_accept":
-            tags[TAG_USABILITY] = workflow.USABILITY_ACCEPT
-        elif effect == "retire":
-            tags.pop(TAG_USABILITY, None)
-            if state.alias.get(model) == version:
-                state.alias[model] = None
-        else:
-            state.unexplained.append(Discrepancy(model, version, f"the table names an unknown effect {effect!r}"))
+    effects.move(_ReplayTarget(state, model, version), row, r["actor"], r["comment"], fields, cascades=False)
+    _refresh_glance(state, model)
 
 
 def replay(rows: Iterable[Mapping[str, Any]]) -> ImpliedState:
@@ -140,8 +142,6 @@ def replay(rows: Iterable[Mapping[str, Any]]) -> ImpliedState:
 
 def _registry_state(session: Session, models: set[str] | None) -> tuple[dict[Key, dict[str, str]], set[Key]]:
     """Governance tags (look-alike keys included) of live models and versions, and deleted versions."""
-    from mlflow_governance.store import is_governance_key
-
     found: dict[Key, dict[str, str]] = {}
     q = session.query(SqlRegisteredModelTag.name, SqlRegisteredModelTag.key, SqlRegisteredModelTag.value)
     if models is not None:

@@ -70,6 +70,11 @@ class RestGovernance:
     def set_field(self, model, name, value, version):
         return self._call("POST", "/models/set-field", {"model": model, "name": name, "value": value, "version": version})
 
+    def may(self, model, action, version, new_version, inputs, fields, comment):
+        body = {"model": model, "action": action, "version": version, "new_version": new_version,
+                "inputs": inputs, "fields": fields, "comment": comment}
+        return self._call("POST", "/models/may", body)
+
     def status(self, model, version):
         return self._call("GET", "/models/status", {"model": model, "version": version})
 

@@ -14,22 +14,36 @@ MLflow UI) goes through these methods, so the rules hold whoever calls:
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from mlflow.entities.model_registry.model_version_stages import STAGE_PRODUCTION, get_canonical_stage
+from mlflow.entities.model_registry.model_version_stages import (
+    DEFAULT_STAGES_FOR_GET_LATEST_VERSIONS,
+    STAGE_PRODUCTION,
+    get_canonical_stage,
+)
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
-from mlflow.utils.validation import _validate_model_version
+from mlflow.utils.validation import (
+    _validate_model_alias_name,
+    _validate_model_alias_name_reserved,
+    _validate_model_name,
+    _validate_model_renaming,
+    _validate_model_version,
+)
 from sqlalchemy.orm import Session
 
 from mlflow_governance import audit, config, engine, schema, workflow
-from mlflow_governance.config import TAG_ACTION, TAG_FIELD_PREFIX, TAG_PREFIX, TAG_STAGE, TAG_USABILITY
 from mlflow_governance.identity import current_user
+from mlflow_governance.tags import TAG_ACTION, TAG_FIELD_PREFIX, TAG_PREFIX, TAG_STAGE, TAG_USABILITY, is_governance_key
 
 T = TypeVar("T")
+# The governance transaction in progress in this thread/task (`governance_session`): MLflow's own
+# store methods called inside it get it from `_session_maker`, so they join it.
+CURRENT_SESSION: contextvars.ContextVar[Session | None] = contextvars.ContextVar("mlgov_session", default=None)
 
 SCHEME_PREFIX = "governed-"
 
@@ -50,12 +64,6 @@ def parse_action(value: str) -> tuple[str, str | None]:
     return action.strip().lower(), (comment.strip() or None)
 
 
-def is_governance_key(key: str) -> bool:
-    """``mlgov.`` keys, and look-alikes (case, width, surrounding space, invisible characters)
-    that the UI would show the same: compared after `config.fold` (NFKC and case folding)."""
-    return config.fold(key).startswith(TAG_PREFIX)
-
-
 class GovernedSqlAlchemyStore(SqlAlchemyStore):
     """SqlAlchemyStore with governance enforced on every write path.
 
@@ -74,12 +82,32 @@ class GovernedSqlAlchemyStore(SqlAlchemyStore):
     @contextmanager
     def _session_maker(self, read_only: bool = True) -> Iterator[Any]:
         """MLflow's session maker, except inside a governance transaction, which it joins."""
-        outer = engine.CURRENT_SESSION.get()
+        outer = CURRENT_SESSION.get()
         if outer is not None:
             yield outer
             return
         with self._base_session_maker(read_only=read_only) as session:
             yield session
+
+    @contextmanager
+    def governance_session(self) -> Iterator[Session]:
+        """One governance write transaction, owned by the store.
+
+        It first takes the audit head's row lock, so governance writers are serialized, and
+        every MLflow store method called inside it (``create_registered_model``, the tag and
+        alias writes) joins it, so a check and the write it guards commit together.
+        """
+        with self._base_session_maker(read_only=False) as session:
+            audit.lock(session)
+            token = CURRENT_SESSION.set(session)
+            try:
+                yield session
+            finally:
+                CURRENT_SESSION.reset(token)
+
+    def create_ungoverned_model(self, name: str) -> None:
+        """MLflow's own model creation (inside `governance_session`: the engine governs it next)."""
+        SqlAlchemyStore.create_registered_model(self, name)
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -136,8 +164,19 @@ class GovernedSqlAlchemyStore(SqlAlchemyStore):
 
         self._guarded(check, lambda: None)
 
+    def _entity(self, session: Session, name: str, version: int | None = None) -> engine.Entity | None:
+        """The model (or version) as governance sees it; None when it does not exist, so that
+        MLflow's own write raises MLflow's own not-found error for ungoverned names."""
+        try:
+            return engine.load(self, session, name, version)
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise
+
     def _governed(self, session: Session, name: str) -> bool:
-        return engine.load(self, session, name).governed
+        e = self._entity(session, name)
+        return e is not None and e.governed
 
     # --- registered models -----------------------------------------------------------------
 
@@ -146,6 +185,8 @@ class GovernedSqlAlchemyStore(SqlAlchemyStore):
         return super().create_registered_model(name, tags, description, deployment_job_id)
 
     def rename_registered_model(self, name, new_name):
+        _validate_model_renaming(new_name)  # MLflow's checks first, in MLflow's order
+
         def check(session: Session) -> None:
             if self._governed(session, name):
                 self._refuse(session, f"model {name!r} is governed and cannot be renamed", "rename", model=name)
@@ -200,25 +241,18 @@ class GovernedSqlAlchemyStore(SqlAlchemyStore):
         state: dict[str, Any] = {}
 
         def check(session: Session) -> None:
-            e = engine.load(self, session, name, version)
-            stage = e.tags.get(TAG_STAGE)
+            e = self._entity(session, name, version)
+            stage = e.tags.get(TAG_STAGE) if e is not None else None
             state["stage"] = stage
-            if e.governed and stage and stage not in workflow.TERMINAL_STAGES:
-                self._refuse(
-                    session,
-                    f"version {version} of {name!r} is in the workflow ({stage!r}) and cannot be deleted: "
-                    "the ModelOwner decommissions it first",
-                    "delete_version",
-                    model=name,
-                    version=version,
-                    stage=stage,
-                )
+            denied = workflow.may_delete_version(stage, version, name) if e is not None and e.governed else None
+            if denied:
+                self._refuse(session, denied.message, "delete_version", model=name, version=version, stage=stage)
 
         def write() -> None:
             SqlAlchemyStore.delete_model_version(self, name, version)
             if state.get("stage"):
                 audit.append(
-                    engine.CURRENT_SESSION.get(),
+                    CURRENT_SESSION.get(),
                     actor=current_user() or engine.ANONYMOUS,
                     model=name,
                     version=version,
@@ -230,10 +264,16 @@ class GovernedSqlAlchemyStore(SqlAlchemyStore):
         return self._guarded(check, write)
 
     def transition_model_version_stage(self, name, version, stage, archive_existing_versions=False):
+        # MLflow's own checks first, in its order (the stage, then archiving), then the name and
+        # version before anything reaches SQL (MLflow would pass a non-numeric version to the query).
+        canonical = get_canonical_stage(stage)
+        if archive_existing_versions and canonical not in DEFAULT_STAGES_FOR_GET_LATEST_VERSIONS:
+            return SqlAlchemyStore.transition_model_version_stage(self, name, version, stage, True)  # MLflow's error
+        _validate_model_name(name)
         version = _validate_model_version(version)
 
         def check(session: Session) -> None:
-            if get_canonical_stage(stage) == STAGE_PRODUCTION and self._governed(session, name):
+            if canonical == STAGE_PRODUCTION and self._governed(session, name):
                 self._refuse(
                     session,
                     f"{name!r} is governed: MLflow's deprecated 'Production' stage is not used; a version "
@@ -252,12 +292,18 @@ class GovernedSqlAlchemyStore(SqlAlchemyStore):
     # --- aliases ---------------------------------------------------------------------------
 
     def set_registered_model_alias(self, name, alias, version):
+        # MLflow's checks first, in its order: an alias MLflow refuses is never ours to judge.
+        _validate_model_name(name)
+        _validate_model_alias_name(alias)
+        _validate_model_alias_name_reserved(alias)
+        version = _validate_model_version(version)
         if not config.is_production_alias(alias):
             return super().set_registered_model_alias(name, alias, version)
-        version = _validate_model_version(version)
 
         def check(session: Session) -> None:
-            e = engine.load(self, session, name, version)
+            e = self._entity(session, name, version)
+            if e is None:
+                return  # MLflow's write names the missing model version
             if e.governed and alias != config.production_alias():
                 self._refuse(
                     session,
@@ -269,17 +315,10 @@ class GovernedSqlAlchemyStore(SqlAlchemyStore):
                     stage=e.tags.get(TAG_STAGE),
                 )
             stage, usability = e.tags.get(TAG_STAGE), e.tags.get(TAG_USABILITY)
-            if e.governed and (stage != workflow.READY_TO_USE or usability != workflow.USABILITY_ACCEPT):
-                self._refuse(
-                    session,
-                    f"the {alias!r} alias may only point at a version that is {workflow.READY_TO_USE!r} "
-                    f"with usability 'accept'; version {version} is {stage or 'not in the workflow'!r}"
-                    f" (usability {usability or 'none'})",
-                    "set_alias",
-                    model=name,
-                    version=version,
-                    stage=stage,
-                )
+            denied = workflow.may_bind_production_alias(stage, usability, version) if e.governed else None
+            if denied:
+                self._refuse(session, f"{alias!r}: {denied.message}", "set_alias", model=name, version=version,
+                             stage=stage)
 
         return self._guarded(check, lambda: SqlAlchemyStore.set_registered_model_alias(self, name, alias, version))
 

@@ -1,7 +1,11 @@
 """The governed model lifecycle as data: roles, stages, fields and the transition table.
 
+Longer than the project's other modules on purpose: the table and every decision that reads it
+(`may`, `may_fill`, `may_initiate`, the registry's alias and delete rules, administration) stay
+in one file, so a reader or an auditor sees all the rules of the lifecycle in one place.
+
 Everything that decides whether a move is allowed reads these tables; nothing here does I/O.
-`check_transition` is the single side-effect-free check used by the store, the CLI, the
+`may` is the single side-effect-free check used by the store, the CLI, the
 server and the approvals page alike (in the spirit of `transitions`' ``may_<trigger>``).
 """
 
@@ -178,14 +182,13 @@ def check_field_value(name: str, value: str) -> str | None:
 
 
 # --- guards ----------------------------------------------------------------------------------
-# A guard sees the merged fields of the entity (after the action's own --set values) and returns
-# why the move is not allowed, or None.
+# A guard sees the whole attempt (actor, roles, entity, its fields merged with the action's own
+# values, the developer, the performer of the last step) and returns why the move is not
+# allowed, or None.
 
-Guard = Callable[[Mapping[str, str]], str | None]
 
-
-def _data_quality_acceptable(fields: Mapping[str, str]) -> str | None:
-    flag = fields.get("training_data_quality_flag", "").strip().lower()
+def _data_quality_acceptable(a: Attempt) -> str | None:
+    flag = a.merged.get("training_data_quality_flag", "").strip().lower()
     if flag != "acceptable":
         return (
             "training_data_quality_flag is "
@@ -194,15 +197,25 @@ def _data_quality_acceptable(fields: Mapping[str, str]) -> str | None:
     return None
 
 
-def _moved_to_production(fields: Mapping[str, str]) -> str | None:
-    if fields.get("moved_to_production", "").strip().lower() != "yes":
+def _moved_to_production(a: Attempt) -> str | None:
+    if a.merged.get("moved_to_production", "").strip().lower() != "yes":
         return "moved_to_production must be 'yes' to approve productionization"
     return None
 
 
-GUARDS: dict[str, Guard] = {
+def _names_this_version(a: Attempt) -> str | None:
+    """The developer's submission names the version it submits (``models:/NAME/N`` or ``N``)."""
+    asset = a.merged.get("model_asset", "").strip()
+    expected = f"models:/{a.model}/{a.version}"
+    if asset and asset not in (expected, str(a.version)):
+        return f"model_asset must name this version ({expected}), not {asset!r}"
+    return None
+
+
+GUARDS: dict[str, Callable[[Attempt], str | None]] = {
     "data_quality_acceptable": _data_quality_acceptable,
     "moved_to_production": _moved_to_production,
+    "names_this_version": _names_this_version,
 }
 
 # --- the transition table --------------------------------------------------------------------
@@ -212,9 +225,12 @@ GUARDS: dict[str, Guard] = {
 class Transition:
     """One row of the lifecycle: ``role`` may apply ``action`` in ``source`` to reach ``dest``.
 
-    ``effects`` name what else happens (see `mlflow_governance.engine`): ``promote`` binds the
+    ``effects`` name what else happens, each a function of `mlflow_governance.effects`:
+    ``supersede`` decommissions the previous Ready to Use version, ``promote`` binds the
     production alias and sets usability, ``usability_reject`` / ``usability_accept`` change the
-    usability status, ``retire`` drops the production alias.
+    usability status, ``retire`` drops the production alias, ``retire_versions`` decommissions
+    the versions of a decommissioned model. ``assignee`` names the role that waits after the
+    move when it is not the destination stage's usual one (`ASSIGNEE_ROLE`).
     """
 
     source: str
@@ -230,6 +246,7 @@ class Transition:
     # nor the performer of the step that brought the entity into ``source`` (``approval``).
     not_by_developer: bool = False
     approval: bool = False
+    assignee: str | None = None
 
 
 def _owner_gate(source: str, dest: str, back_to: str, scope: str, **extra) -> tuple[Transition, ...]:
@@ -275,6 +292,7 @@ TRANSITIONS: tuple[Transition, ...] = (
             "model_quality",
             "experiment_file",
         ),
+        guards=("names_this_version",),
     ),
     *_owner_gate(MODEL_DEVELOPMENT_COMPLETED, APPROVED_FOR_VALIDATION, APPROVED_FOR_DEVELOPMENT, V),
     Transition(
@@ -312,18 +330,27 @@ TRANSITIONS: tuple[Transition, ...] = (
         fields=("wrapper_endpoint", "wrapper_name", "monitoring_url"),
     ),
     *_owner_gate(
-        PRE_PRODUCTION_REVIEW, READY_TO_USE, APPROVED_FOR_PRODUCTIONIZATION, V, effects=("promote",)
+        PRE_PRODUCTION_REVIEW, READY_TO_USE, APPROVED_FOR_PRODUCTIONIZATION, V, effects=("supersede", "promote")
     ),
-    # Usability of a production version: monitors turn it red, the owner re-accepts after review.
+    # Usability of a production version: monitors turn it red, and the version waits for the
+    # owner's review (re-accept with a comment, or decommission).
     Transition(
-        READY_TO_USE, REJECT, READY_TO_USE, MODEL_MONITOR, V, needs_comment=True, effects=("usability_reject",)
+        READY_TO_USE,
+        REJECT,
+        READY_TO_USE,
+        MODEL_MONITOR,
+        V,
+        needs_comment=True,
+        effects=("usability_reject",),
+        assignee=MODEL_OWNER,
     ),
     Transition(
         READY_TO_USE, ACCEPT, READY_TO_USE, MODEL_OWNER, V, needs_comment=True, effects=("usability_accept",)
     ),
     # Decommissioning: from any live stage, by the owner.
     *(
-        Transition(stage, DECOMMISSION, DECOMMISSIONED, MODEL_OWNER, M, needs_comment=True)
+        Transition(stage, DECOMMISSION, DECOMMISSIONED, MODEL_OWNER, M, needs_comment=True,
+                   effects=("retire_versions",))
         for stage in STAGES
         if stage in MODEL_STAGES and stage not in TERMINAL_STAGES
     ),
@@ -340,6 +367,11 @@ for _t in TRANSITIONS:
     if _t.action in (APPROVE, SUBMIT):
         ASSIGNEE_ROLE.setdefault(_t.source, _t.role)
 ASSIGNEE_ROLE[READY_TO_USE] = MODEL_MONITOR
+
+
+def assignee_after(row: Transition) -> str | None:
+    """The role that waits for the entity once ``row`` is applied (None: nobody)."""
+    return row.assignee or ASSIGNEE_ROLE.get(row.dest)
 
 
 def find_transition(source: str, action: str, scope: str) -> Transition | None:
@@ -365,23 +397,33 @@ def stage_fields(source: str, scope: str) -> tuple[str, ...]:
 
 # --- the check -------------------------------------------------------------------------------
 
+# Refusal kinds, each an MLflow error code (`mlflow_governance.errors.ERROR_CODES`).
+PERMISSION = "permission"
+INVALID = "invalid"
+CONFLICT = "conflict"
+UNAUTHENTICATED = "unauthenticated"
+
 
 @dataclass(frozen=True)
 class Refusal:
     """Why a move is not allowed; ``kind`` maps onto an MLflow error code."""
 
-    kind: str  # "permission" | "invalid" | "conflict"
+    kind: str  # PERMISSION | INVALID | CONFLICT | UNAUTHENTICATED
     message: str
 
 
 @dataclass
 class Attempt:
-    """Everything the check needs to know about one attempted action (no I/O)."""
+    """Everything the check needs to know about one attempted action (no I/O).
+
+    ``stage`` is the entity's stage (a version not yet in the workflow passes the model's
+    ``VERSION_ENTRY_STAGE`` and ``entered=False``); ``model_stage`` the registered model's.
+    """
 
     action: str
     scope: str
     stage: str | None
-    actor: str
+    actor: str | None
     actor_roles: frozenset[str]
     fields: Mapping[str, str] = field(default_factory=dict)
     new_fields: Mapping[str, str] = field(default_factory=dict)
@@ -389,97 +431,206 @@ class Attempt:
     developer: str | None = None
     entered_by: str | None = None
     separation_of_duties: bool = True
+    model: str | None = None
+    version: int | None = None
+    governed: bool = True
+    model_stage: str | None = None
+
+    @property
+    def merged(self) -> dict[str, str]:
+        """The entity's fields with the action's own values over them."""
+        return {**self.fields, **self.new_fields}
 
 
-def check_transition(attempt: Attempt) -> tuple[Transition | None, Refusal | None]:
-    """Decide an attempted action. Returns (row, None) when allowed, (row or None, refusal) else."""
+def _separation_of_duties(row: Transition, a: Attempt, doing: str) -> str | None:
+    """The separation-of-duties clauses of ``row`` for ``a.actor`` (``doing`` names the act)."""
+    if not a.separation_of_duties:
+        return None
+    if row.not_by_developer and a.developer and a.actor == a.developer:
+        return f"separation of duties: {a.actor!r} developed this version and may not {doing}"
+    if row.approval and a.entered_by and a.actor == a.entered_by:
+        return f"separation of duties: {a.actor!r} performed the step into {a.stage!r} and may not {doing}"
+    return None
+
+
+def _entity_refusal(a: Attempt) -> Refusal | None:
+    """Refusals that come before any row: no user, not governed, a dead model, a version not in yet."""
+    if not a.actor:
+        return Refusal(UNAUTHENTICATED, "no authenticated user")
+    if not a.governed or a.stage is None and a.scope == MODEL_SCOPE:
+        return Refusal(CONFLICT, f"model {a.model!r} is not governed: initiate it first")
+    if a.scope == VERSION_SCOPE and a.model_stage in TERMINAL_STAGES:
+        return Refusal(CONFLICT, f"model {a.model!r} is {a.model_stage!r}: its versions take no action")
+    if a.scope == VERSION_SCOPE and a.stage is None:
+        if a.version is None:  # a version about to be registered (training, import)
+            return Refusal(
+                CONFLICT,
+                f"a new version cannot enter the workflow: model {a.model!r} is in stage {a.model_stage!r}; "
+                f"versions enter when it is {VERSION_ENTRY_STAGE!r}",
+            )
+        return Refusal(
+            CONFLICT,
+            f"version {a.version} has not entered the workflow: versions enter when the model is "
+            f"{VERSION_ENTRY_STAGE!r} (the model is {a.model_stage!r})",
+        )
+    return None
+
+
+def may(attempt: Attempt, inputs: bool = True) -> tuple[Transition | None, Refusal | None]:
+    """Would ``attempt`` be allowed? (row, None) when it would, (row or None, refusal) when not.
+
+    The one decision of the lifecycle: the engine calls it before every action, and every
+    pre-check (training, acquisition, the inbox, the CLI) calls it too, so a pre-check cannot
+    disagree with the action. ``inputs=False`` leaves out what the actor still has to supply
+    (required fields, comment, guards on field values): "may this user take this step once
+    they have given its inputs?".
+    """
     a = attempt
-    if a.stage is None:
-        return None, Refusal("conflict", "the model is not governed: initiate it first")
+    if a.action not in ACTIONS:
+        return None, Refusal(INVALID, f"unknown action {a.action!r}; use one of {', '.join(ACTIONS)}")
+    refusal = _entity_refusal(a)
+    if refusal:
+        return None, refusal
     if a.stage in TERMINAL_STAGES:
-        return None, Refusal("conflict", f"the {a.scope} is {a.stage!r}, a terminal stage: no action applies")
+        return None, Refusal(CONFLICT, f"the {a.scope} is {a.stage!r}, a terminal stage: no action applies")
     row = find_transition(a.stage, a.action, a.scope)
     if row is None:
         possible = sorted({t.action for t in actions_from(a.stage, a.scope)})
+        hint = ""
+        if a.scope == MODEL_SCOPE and a.stage == VERSION_ENTRY_STAGE:
+            hint = "; development steps act on a version: give the version number"
+        where = f"model {a.model!r}" if a.scope == MODEL_SCOPE else f"version {a.version} of {a.model!r}"
         return None, Refusal(
-            "conflict",
-            f"action {a.action!r} is not possible on a {a.scope} in stage {a.stage!r}"
-            + (f"; possible actions: {', '.join(possible)}" if possible else ""),
+            CONFLICT,
+            f"{where} is in stage {a.stage!r}: action {a.action!r} is not possible on a {a.scope} there"
+            + (f"; possible actions: {', '.join(possible)}" if possible else "")
+            + hint,
         )
     if row.role not in a.actor_roles:
         return row, Refusal(
-            "permission",
+            PERMISSION,
             f"{a.actor!r} may not {a.action} in stage {a.stage!r}: the {row.role} role is required "
             f"(held: {', '.join(sorted(a.actor_roles)) or 'none'})",
         )
-    if a.separation_of_duties:
-        if row.not_by_developer and a.developer and a.actor == a.developer:
-            return row, Refusal(
-                "permission",
-                f"separation of duties: {a.actor!r} developed this version and may not "
-                f"{a.action} it as {row.role}",
-            )
-        if row.approval and a.entered_by and a.actor == a.entered_by:
-            return row, Refusal(
-                "permission",
-                f"separation of duties: {a.actor!r} performed the step into {a.stage!r} and may "
-                f"not {a.action} it",
-            )
+    problem = _separation_of_duties(row, a, f"{a.action} it" if row.approval else f"{a.action} it as {row.role}")
+    if problem:
+        return row, Refusal(PERMISSION, problem)
     for name, value in a.new_fields.items():
         if name not in row.fields:
             allowed = ", ".join(row.fields) or "none"
             return row, Refusal(
-                "invalid", f"field {name!r} does not belong to {a.action} in {a.stage!r} (fields: {allowed})"
+                INVALID, f"field {name!r} does not belong to {a.action} in {a.stage!r} (fields: {allowed})"
             )
         problem = check_field_value(name, value)
         if problem:
-            return row, Refusal("invalid", problem)
-    merged = {**a.fields, **a.new_fields}
+            return row, Refusal(INVALID, problem)
+    if not inputs:
+        return row, None
+    merged = a.merged
     missing = [n for n in row.fields if not str(merged.get(n, "")).strip()]
     if missing:
         return row, Refusal(
-            "invalid", f"cannot {a.action} from {a.stage!r}: missing required field(s) {', '.join(missing)}"
+            INVALID, f"cannot {a.action} from {a.stage!r}: missing required field(s) {', '.join(missing)}"
         )
     for name in row.fields:
         problem = check_field_value(name, merged[name])
         if problem:
-            return row, Refusal("invalid", problem)
+            return row, Refusal(INVALID, problem)
     if row.needs_comment and not (a.comment or "").strip():
-        return row, Refusal("invalid", f"{a.action} in {a.stage!r} needs a comment saying why")
+        return row, Refusal(INVALID, f"{a.action} in {a.stage!r} needs a comment saying why")
     for guard in row.guards:
-        problem = GUARDS[guard](merged)
+        problem = GUARDS[guard](a)
         if problem:
-            return row, Refusal("invalid", problem)
+            return row, Refusal(INVALID, problem)
     return row, None
 
 
-def check_field_fill(
-    stage: str,
-    scope: str,
-    name: str,
-    actor: str,
-    developer: str | None,
-    entered_by: str | None,
-    separation_of_duties: bool = True,
-) -> str | None:
-    """Why ``actor`` may not fill ``name`` in ``stage`` under separation of duties, or None.
+def may_fill(attempt: Attempt, name: str, value: str) -> tuple[str | None, Refusal | None]:
+    """May ``attempt.actor`` fill field ``name`` with ``value`` now? (role, None) or (role, refusal).
 
-    Filling a field is part of the step that needs it: whoever may not take that step (the
-    version's developer for validation and approvals, the performer of the previous step for an
-    approval) may not author its fields either.
+    Filling a field is part of the step that needs it: the role of that step fills it, and
+    whoever may not take the step (separation of duties) may not author its fields either.
     """
-    if not separation_of_duties:
-        return None
-    for row in actions_from(stage, scope):
-        if name not in row.fields:
-            continue
-        if row.not_by_developer and developer and actor == developer:
-            return f"separation of duties: {actor!r} developed this version and may not fill {name!r}"
-        if row.approval and entered_by and actor == entered_by:
-            return f"separation of duties: {actor!r} performed the step into {stage!r} and may not fill {name!r}"
+    a = attempt
+    refusal = _entity_refusal(a)
+    if refusal:
+        return None, refusal
+    if a.stage in TERMINAL_STAGES:
+        return None, Refusal(CONFLICT, f"no field can be filled on a {a.scope} in stage {a.stage!r}")
+    problem = check_field_value(name, value)
+    if problem:
+        return None, Refusal(INVALID, problem)
+    rows = [row for row in actions_from(a.stage, a.scope) if name in row.fields]
+    if not rows:
+        allowed = stage_fields(a.stage, a.scope)
+        return None, Refusal(
+            INVALID, f"field {name!r} is not filled in stage {a.stage!r} (fields here: {', '.join(allowed) or 'none'})"
+        )
+    role = rows[0].role
+    if role not in a.actor_roles:
+        return role, Refusal(
+            PERMISSION, f"{a.actor!r} may not fill {name!r} in stage {a.stage!r}: the {role} role is required"
+        )
+    for row in rows:
+        problem = _separation_of_duties(row, a, f"fill {name!r}")
+        if problem:
+            return role, Refusal(PERMISSION, problem)
+    return role, None
+
+
+def may_initiate(actor: str | None, actor_roles: frozenset[str], values: Mapping[str, str]) -> Refusal | None:
+    """May ``actor`` put a model under governance with these inventory field ``values``?"""
+    if not actor:
+        return Refusal(UNAUTHENTICATED, "no authenticated user")
+    if MODEL_OWNER not in actor_roles:
+        return Refusal(PERMISSION, f"{actor!r} may not initiate a governed model: the {MODEL_OWNER} role is required")
+    for name, value in values.items():
+        problem = check_field_value(name, value)
+        if problem:
+            return Refusal(INVALID, problem)
     return None
 
 
-def can_transition(attempt: Attempt) -> bool:
-    """True when `check_transition` allows the attempt."""
-    return check_transition(attempt)[1] is None
+# --- the registry's own operations on governed models -----------------------------------------
+
+
+def may_bind_production_alias(stage: str | None, usability: str | None, version: int) -> Refusal | None:
+    """The production alias points only at a Ready to Use version whose usability is accept."""
+    if stage != READY_TO_USE or usability != USABILITY_ACCEPT:
+        return Refusal(
+            PERMISSION,
+            f"the production alias may only point at a version that is {READY_TO_USE!r} with usability "
+            f"{USABILITY_ACCEPT!r}; version {version} is {stage or 'not in the workflow'!r} (usability {usability or 'none'})",
+        )
+    return None
+
+
+def may_delete_version(stage: str | None, version: int, model: str) -> Refusal | None:
+    """A version still in the workflow is decommissioned by the owner, never deleted."""
+    if stage and stage not in TERMINAL_STAGES:
+        return Refusal(
+            PERMISSION,
+            f"version {version} of {model!r} is in the workflow ({stage!r}) and cannot be deleted: "
+            f"the {MODEL_OWNER} decommissions it first",
+        )
+    return None
+
+
+# --- administration --------------------------------------------------------------------------
+
+GRANT_ROLE = "grant_role"
+REVOKE_ROLE = "revoke_role"
+LIST_ROLES = "list_roles"
+ADMIN_ACTIONS = (GRANT_ROLE, REVOKE_ROLE, LIST_ROLES)
+
+
+def may_administer(action: str, actor: str | None, actor_roles: frozenset[str]) -> Refusal | None:
+    """Role administration is the admin's alone, on every path (local CLI and server alike)."""
+    if action not in ADMIN_ACTIONS:
+        raise ValueError(f"not an administrative action: {action!r}")
+    verb = {GRANT_ROLE: "grant roles", REVOKE_ROLE: "revoke roles", LIST_ROLES: "list the role table"}[action]
+    if not actor:
+        return Refusal(UNAUTHENTICATED, f"no authenticated user: only the admin may {verb}")
+    if ADMIN not in actor_roles:
+        return Refusal(PERMISSION, f"only the admin may {verb}")
+    return None

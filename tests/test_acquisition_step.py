@@ -188,7 +188,7 @@ def test_governance_refuses_before_any_work(sqlite_registry, acquisition_sources
     with acting("adam"):
         GovernanceClient().transition(name, "approve")
     r = run_cli("acquire", *urls, "--model", name, user="devi")
-    assert r.exit_code == 3 and "holds no role" in r.output and "ModelDataEngineer" in r.output
+    assert r.exit_code == 3 and "ModelDataEngineer role is required" in r.output
     r = run_cli("acquire", *urls, "--model", name)
     assert r.exit_code == 3 and "MLGOV_USER" in r.output
     assert MlflowClient().search_runs(experiment_ids=["0"]) == []

@@ -72,7 +72,9 @@ def test_errors_are_messages_with_exit_codes(sqlite_registry):
     assert r.exit_code == 3 and "only the admin" in r.output
     r = run("roles", "grant", "bob", wf.MODEL_OWNER, wf.MODEL_MONITOR, user="admin")
     assert r.exit_code == 0 and r.output.count("granted") == 2
-    r = run("roles", "list", "--json")
+    r = run("roles", "list", "--json", user="olivia")  # the admin's, locally as on the server
+    assert r.exit_code == 3 and "only the admin may list the role table" in r.output
+    r = run("roles", "list", "--json", user="admin")
     assert {"username": "bob", "role": wf.MODEL_MONITOR} in [
         {"username": x["username"], "role": x["role"]} for x in json.loads(r.output)
     ]

@@ -229,3 +229,63 @@ def test_server_refuses_to_start_without_admin_password(tmp_path):
     p = subprocess.run([MLGOV, "server", "--config", str(config)], env=env, capture_output=True, text=True,
                        cwd=tmp_path)
     assert p.returncode != 0 and "unknown key 'TYPO_KEY'" in p.stderr
+
+
+def test_model_at_a_glance_and_the_owners_review_after_a_usability_reject(governance_server, monkeypatch):
+    """Issue findings: the model looked stuck, and a red production version was nobody's task."""
+    from click.testing import CliRunner
+
+    from mlflow_governance.cli.main import cli
+
+    url = governance_server
+    model = unique("glance")
+    role_user = {role: user for user, role in USERS.items()}
+    api(url, "olivia").initiate(model, "flight delay prediction", "high", None)
+    v1 = None
+    for row in PATH:
+        if row.scope == wf.VERSION_SCOPE and v1 is None:
+            v1 = create_version(url, "devi", model)
+        api(url, role_user[row.role]).transition(model, row.action, v1 if row.scope == wf.VERSION_SCOPE else None,
+                                                  fields_for(row.source, model, v1), None)
+    v2 = create_version(url, "devi", model)
+    for row in PATH:
+        if row.scope == wf.VERSION_SCOPE and row.source in (wf.APPROVED_FOR_DEVELOPMENT, wf.MODEL_DEVELOPMENT_COMPLETED):
+            api(url, role_user[row.role]).transition(model, row.action, v2, fields_for(row.source, model, v2), None)
+
+    def model_tags() -> dict[str, str]:
+        r = requests.get(f"{url}/api/2.0/mlflow/registered-models/get", params={"name": model},
+                         auth=("olivia", password("olivia")), timeout=30)
+        return {t["key"]: t["value"] for t in r.json()["registered_model"].get("tags", [])}
+
+    tags = model_tags()
+    assert tags["mlgov.stage"] == wf.APPROVED_FOR_DEVELOPMENT  # versions still enter here...
+    assert tags["mlgov.production"] == f"version {v1} (usability accept)"  # ...but the model is not stuck
+    assert tags["mlgov.in_flight"] == f"v{v2} {wf.APPROVED_FOR_VALIDATION} (waiting for {wf.MODEL_VALIDATOR})"
+
+    api(url, "mona").transition(model, wf.REJECT, v1, {}, "drift: share of drifted features 0.6")
+    tags = model_tags()
+    assert tags["mlgov.production"].startswith(f"version {v1} REFUSED (usability reject)")
+    tasks = [t for t in api(url, "olivia").tasks(None) if t["model"] == model]
+    assert [(t["version"], t["actions"], t["usability"]) for t in tasks] == [
+        (v1, [wf.ACCEPT, wf.DECOMMISSION], "reject")
+    ]
+    status = api(url, "olivia").status(model, v1)
+    assert status["version"]["assignee_role"] == wf.MODEL_OWNER and "REFUSED" in status["production"]
+    assert "REFUSED" in api(url, "adam").factsheet(model)
+    page = requests.get(f"{url}/governance/model", params={"name": model}, auth=("olivia", password("olivia")),
+                        timeout=30)
+    assert page.status_code == 200 and "REFUSED" in page.text
+    inbox = requests.get(f"{url}/governance/", auth=("olivia", password("olivia")), timeout=30)
+    assert "REFUSED (usability reject)" in inbox.text
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "olivia")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password("olivia"))
+    out = CliRunner().invoke(cli, ["status", model]).output
+    assert f"version {v1}: {wf.READY_TO_USE}" in out and "*production, REFUSED*" in out
+    assert "REFUSED" in CliRunner().invoke(cli, ["tasks"]).output
+
+    api(url, "olivia").transition(model, wf.ACCEPT, v1, {}, "reviewed: seasonal, within tolerance")
+    assert model_tags()["mlgov.production"] == f"version {v1} (usability accept)"
+    assert [t for t in api(url, "olivia").tasks(None) if t["model"] == model and t["version"] == v1] == []
+    verdict = RestGovernance(url, "admin", ADMIN_PASSWORD).verify_audit()
+    assert [d for d in verdict["discrepancies"] if d["model"] == model] == []

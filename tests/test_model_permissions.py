@@ -77,6 +77,7 @@ def test_mlflow_itself_refuses_the_denied_users(server):
 MODEL_ROUTES = [
     (path, method, {
         "/models/transition": {"action": "approve"},
+        "/models/may": {"action": "approve"},
         "/models/set-field": {"name": "training_data_asset", "value": "file:///x.parquet"},
         "/factsheet": {"format": "md"},
     }.get(path, {}))

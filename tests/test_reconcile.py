@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
@@ -10,8 +12,37 @@ from mlflow import MlflowClient
 from mlflow_governance import workflow as wf
 from mlflow_governance.cli.main import cli
 from mlflow_governance.client import GovernanceClient
-from tests.conftest import ROLE_USER, acting, unique
+from tests.conftest import PG_ADMIN_URL, ROLE_USER, _grant_all, acting, unique
 from tests.governance_helpers import step, walk_model_to, walk_version_to
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def private_registry(request, monkeypatch, tmp_path):
+    """A governed registry no other test shares: these tests tamper with it behind the store."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_registry")
+    name = f"mlgov_recon_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", "governed-" + url)
+    _grant_all("governed-" + url)
+
+    def drop() -> None:
+        from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
+
+        for db_url, eng in list(SqlAlchemyStore._engine_map.items()):
+            if name in db_url:
+                eng.dispose()
+                del SqlAlchemyStore._engine_map[db_url]
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    request.addfinalizer(drop)
+    return "governed-" + url
 
 
 def _sql(registry_uri: str, *statements: tuple[str, dict]) -> None:
@@ -61,14 +92,14 @@ def test_every_lifecycle_path_reconciles(registry, tmp_path):
         assert r.exit_code == 0 and "the registry matches the trail" in r.output, r.output
 
 
-def test_sql_behind_the_store_is_detected(registry, tmp_path):
+def test_sql_behind_the_store_is_detected(private_registry, tmp_path):
     """The finding as it was made: tags set to Ready to Use with usability accept and the alias bound in SQL."""
     client = GovernanceClient()
     model = unique("sqlprod")
     version = walk_version_to(client, model, wf.APPROVED_FOR_VALIDATION, tmp_path)
     assert findings(client, model) == []
     _sql(
-        registry,
+        private_registry,
         ("UPDATE model_version_tags SET value = :v WHERE name = :m AND version = :n AND key = 'mlgov.stage'",
          {"v": wf.READY_TO_USE, "m": model, "n": version}),
         ("DELETE FROM model_version_tags WHERE name = :m AND version = :n AND key = 'mlgov.assignee_role'",
@@ -83,8 +114,7 @@ def test_sql_behind_the_store_is_detected(registry, tmp_path):
     assert status["version"]["stage"] == wf.READY_TO_USE and status["production_version"] == version
     verdict = client.verify_audit()
     assert not verdict["ok"]
-    if registry.startswith("governed-sqlite"):
-        assert verdict["problem"] is None  # the chain itself is intact: only the replay sees it
+    assert verdict["problem"] is None  # the chain itself is intact: only the replay sees it
     texts = findings(client, model)
     assert f"{model} v{version}: tag mlgov.stage is 'Ready to Use'; the audit trail says 'Approved for Validation'" in texts
     assert f"{model} v{version}: tag mlgov.usability is 'accept' but no audit row set it" in texts
@@ -96,13 +126,13 @@ def test_sql_behind_the_store_is_detected(registry, tmp_path):
     assert "Traceback" not in r.output
 
 
-def test_removed_alias_lookalike_alias_and_lookalike_tag_are_detected(registry, tmp_path):
+def test_removed_alias_lookalike_alias_and_lookalike_tag_are_detected(private_registry, tmp_path):
     client = GovernanceClient()
     model = unique("sqlalias")
     version = walk_version_to(client, model, wf.READY_TO_USE, tmp_path)
     assert findings(client, model) == []
     _sql(
-        registry,
+        private_registry,
         ("DELETE FROM registered_model_aliases WHERE name = :m AND alias = 'production'", {"m": model}),
         ("INSERT INTO registered_model_aliases (workspace, name, alias, version) "
          "VALUES ('default', :m, 'Production', :n)", {"m": model, "n": version}),

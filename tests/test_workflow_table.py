@@ -16,9 +16,12 @@ def attempt(row: wf.Transition, role: str, **kw) -> wf.Attempt:
             "training_data_quality_flag": "acceptable",
             "model_quality": "roc_auc=0.8",
             "moved_to_production": "yes",
+            "model_asset": "models:/m/1",
         }
     )
     base = dict(
+        model="m",
+        version=1 if row.scope == wf.VERSION_SCOPE else None,
         action=row.action,
         scope=row.scope,
         stage=row.source,
@@ -52,7 +55,7 @@ def test_every_stage_reaches_ready_to_use_by_approvals_and_submissions():
 )
 def test_each_role_against_each_transition(row: wf.Transition, role: str):
     """Exactly the row's role passes the check; every other role is refused for permission."""
-    row_found, refusal = wf.check_transition(attempt(row, role))
+    row_found, refusal = wf.may(attempt(row, role))
     assert row_found == row
     if role == row.role:
         assert refusal is None, refusal
@@ -63,51 +66,51 @@ def test_each_role_against_each_transition(row: wf.Transition, role: str):
 
 def test_unknown_action_and_terminal_stage_are_conflicts():
     row = wf.TRANSITIONS[0]
-    _, refusal = wf.check_transition(attempt(row, row.role, action=wf.SUBMIT))
+    _, refusal = wf.may(attempt(row, row.role, action=wf.SUBMIT))
     assert refusal.kind == "conflict" and "possible actions: approve, decommission, reject" in refusal.message
-    _, refusal = wf.check_transition(attempt(row, row.role, stage=wf.DECOMMISSIONED))
+    _, refusal = wf.may(attempt(row, row.role, stage=wf.DECOMMISSIONED))
     assert refusal.kind == "conflict" and "terminal" in refusal.message
 
 
 def test_missing_and_invalid_fields_are_refused():
     row = wf.find_transition(wf.DATA_ACQUISITION, wf.SUBMIT, wf.MODEL_SCOPE)
-    _, refusal = wf.check_transition(attempt(row, row.role, fields={}))
+    _, refusal = wf.may(attempt(row, row.role, fields={}))
     assert refusal.kind == "invalid"
     assert "training_data_asset" in refusal.message and "training_data_quality_flag" in refusal.message
-    _, refusal = wf.check_transition(
+    _, refusal = wf.may(
         attempt(row, row.role, fields={"training_data_asset": "x"}, new_fields={"training_data_quality_flag": "meh"})
     )
     assert refusal.kind == "invalid" and "must be one of" in refusal.message
-    _, refusal = wf.check_transition(attempt(row, row.role, new_fields={"endpoint": "http://x"}))
+    _, refusal = wf.may(attempt(row, row.role, new_fields={"endpoint": "http://x"}))
     assert refusal.kind == "invalid" and "does not belong" in refusal.message
 
 
 def test_guards_and_comments():
     row = wf.find_transition(wf.DATA_ACQUISITION_COMPLETED, wf.APPROVE, wf.MODEL_SCOPE)
-    _, refusal = wf.check_transition(attempt(row, row.role, fields={"training_data_quality_flag": "not acceptable"}))
+    _, refusal = wf.may(attempt(row, row.role, fields={"training_data_quality_flag": "not acceptable"}))
     assert refusal.kind == "invalid" and "acceptable" in refusal.message
     row = wf.find_transition(wf.MODEL_DEPLOYMENT_COMPLETED, wf.APPROVE, wf.VERSION_SCOPE)
-    _, refusal = wf.check_transition(attempt(row, row.role, fields={"moved_to_production": "no"}))
+    _, refusal = wf.may(attempt(row, row.role, fields={"moved_to_production": "no"}))
     assert refusal.kind == "invalid" and "moved_to_production" in refusal.message
     row = wf.find_transition(wf.MODEL_VALIDATION_COMPLETED, wf.REJECT, wf.VERSION_SCOPE)
-    _, refusal = wf.check_transition(attempt(row, row.role, comment="  "))
+    _, refusal = wf.may(attempt(row, row.role, comment="  "))
     assert refusal.kind == "invalid" and "comment" in refusal.message
 
 
 def test_separation_of_duties_is_configurable():
     validate = wf.find_transition(wf.APPROVED_FOR_VALIDATION, wf.SUBMIT, wf.VERSION_SCOPE)
-    _, refusal = wf.check_transition(attempt(validate, validate.role, actor="dev", developer="dev"))
+    _, refusal = wf.may(attempt(validate, validate.role, actor="dev", developer="dev"))
     assert refusal.kind == "permission" and "separation of duties" in refusal.message
-    _, refusal = wf.check_transition(
+    _, refusal = wf.may(
         attempt(validate, validate.role, actor="dev", developer="dev", separation_of_duties=False)
     )
     assert refusal is None
     approve = wf.find_transition(wf.CANDIDACY_REVIEW, wf.APPROVE, wf.MODEL_SCOPE)
-    _, refusal = wf.check_transition(attempt(approve, approve.role, actor="o", entered_by="o"))
+    _, refusal = wf.may(attempt(approve, approve.role, actor="o", entered_by="o"))
     assert refusal.kind == "permission" and "performed the step" in refusal.message
     # A submitter is not an approver: the data engineer may follow their own owner's approval.
     submit = wf.find_transition(wf.DATA_ACQUISITION, wf.SUBMIT, wf.MODEL_SCOPE)
-    assert wf.can_transition(attempt(submit, submit.role, actor="o", entered_by="o"))
+    assert wf.may(attempt(submit, submit.role, actor="o", entered_by="o"))[1] is None
 
 
 def test_every_owner_approval_has_a_send_back_with_comment():

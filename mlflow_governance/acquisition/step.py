@@ -18,39 +18,25 @@ from pathlib import Path
 from typing import Any
 
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, PERMISSION_DENIED, RESOURCE_CONFLICT
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from mlflow_governance import flights
 from mlflow_governance.acquisition import databases, quality
 from mlflow_governance.acquisition.join import JoinSpec
 from mlflow_governance.acquisition.readers import DEFAULT_CHUNK_ROWS
 
-DATA_ACQUISITION = "Data Acquisition"
 DATA_ARTIFACTS = "data"
 PROFILE_ARTIFACTS = "profile"
 
 
 def check_model(model: str) -> dict[str, Any]:
-    """Refuse early unless ``model`` waits in Data Acquisition for a role of the acting user."""
+    """Refuse early unless the acting user may submit ``model``'s training data (`GovernanceClient.may`)."""
+    from mlflow_governance import workflow
     from mlflow_governance.client import GovernanceClient
 
     client = GovernanceClient()
-    status = client.status(model)
-    if not status.get("governed"):
-        raise MlflowException(f"model {model!r} is not governed: initiate it first", error_code=RESOURCE_CONFLICT)
-    if status.get("stage") != DATA_ACQUISITION:
-        raise MlflowException(
-            f"model {model!r} is in stage {status.get('stage')!r}; its training data can only be recorded "
-            f"in {DATA_ACQUISITION!r}",
-            error_code=RESOURCE_CONFLICT,
-        )
-    if not any(t["model"] == model and t["version"] is None for t in client.tasks()):
-        raise MlflowException(
-            f"the acting user holds no role that may submit the training data of {model!r} "
-            f"(it waits for {status.get('assignee_role')})",
-            error_code=PERMISSION_DENIED,
-        )
-    return status
+    client.require(model, workflow.SUBMIT)
+    return client.status(model)
 
 
 def months_label(months: Sequence[int]) -> str:

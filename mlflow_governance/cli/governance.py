@@ -106,10 +106,15 @@ def status(model: str, version: int | None, as_json: bool) -> None:
         return
     click.echo(f"{s['model']} ({s.get('inventory_id') or 'not governed'}): {s.get('stage')}"
                f" - waiting for {s.get('assignee_role') or 'nobody'}")
+    click.echo(f"  production: {s.get('production') or 'none'}")
+    if s.get("in_flight"):
+        click.echo(f"  in flight: {s['in_flight']}")
     for k, v in sorted(s.get("fields", {}).items()):
         click.echo(f"  {k}: {v}")
     for v in s.get("versions", []):
-        mark = " *production*" if v["version"] == s.get("production_version") else ""
+        mark = ""
+        if v["version"] == s.get("production_version"):
+            mark = " *production, REFUSED*" if v.get("usability") == "reject" else " *production*"
         click.echo(f"  version {v['version']}: {v['stage']} (waiting for {v.get('assignee_role') or 'nobody'})"
                    f"{', usability ' + v['usability'] if v.get('usability') else ''}{mark}")
     if version is not None:
@@ -122,7 +127,7 @@ def status(model: str, version: int | None, as_json: bool) -> None:
               help="Role whose inbox to show (default: every role you hold).")
 @click.option("--json", "as_json", is_flag=True)
 def tasks(role: str | None, as_json: bool) -> None:
-    """What waits for a role: the approvals inbox."""
+    """The approvals inbox: what you may do next (or, with --role, what waits for that role)."""
     items = _client().tasks(role)
     if as_json:
         echo_json(items)
@@ -131,7 +136,9 @@ def tasks(role: str | None, as_json: bool) -> None:
         click.echo("(nothing waiting)")
     for i in items:
         where = f"{i['model']} v{i['version']}" if i["version"] else i["model"]
-        click.echo(f"{i['inventory_id'] or '-':<11} {where:<30} {i['stage']:<32} {i['assignee_role']}")
+        refused = " REFUSED (usability reject): review" if i.get("usability") == "reject" else ""
+        click.echo(f"{i['inventory_id'] or '-':<11} {where:<30} {i['stage']:<32} {i['assignee_role']:<18} "
+                   f"{'/'.join(i.get('actions') or [])}{refused}")
 
 
 @click.group("audit")

@@ -9,9 +9,11 @@ import sys
 from pathlib import Path
 
 import click
+from mlflow.environment_variables import MLFLOW_SERVER_CORS_ALLOWED_ORIGINS
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE, RESOURCE_CONFLICT, ErrorCode
 
+from mlflow_governance import environment_variables as ev
 from mlflow_governance import settings, workflow
 from mlflow_governance.client import GovernanceClient
 
@@ -29,17 +31,19 @@ def server(config_file: Path | None, host: str, port: int, workers: int, dry_run
         settings.load(config_file)
     except settings.ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    registry = os.environ.get("MLFLOW_REGISTRY_STORE_URI", "")
-    backend = os.environ.get("MLFLOW_BACKEND_STORE_URI") or registry.removeprefix("governed-")
+    registry = ev.MLFLOW_REGISTRY_STORE_URI.get() or ""
+    backend = ev.MLFLOW_BACKEND_STORE_URI.get() or registry.removeprefix("governed-")
     if not registry.startswith("governed-"):
         raise MlflowException(
-            "MLFLOW_REGISTRY_STORE_URI must be governed-sqlite:///... or governed-postgresql://...",
+            f"{ev.MLFLOW_REGISTRY_STORE_URI} must be governed-sqlite:///... or governed-postgresql://...",
             error_code=INVALID_PARAMETER_VALUE,
         )
-    os.environ.setdefault("MLFLOW_FLASK_SERVER_SECRET_KEY", secrets.token_hex(32))
-    if os.environ.get("MLGOV_ALLOWED_ORIGINS", "").strip():
+    if not ev.MLFLOW_FLASK_SERVER_SECRET_KEY.get():
+        ev.MLFLOW_FLASK_SERVER_SECRET_KEY.set(secrets.token_hex(32))
+    origins = ev.MLGOV_ALLOWED_ORIGINS.get()
+    if origins and not MLFLOW_SERVER_CORS_ALLOWED_ORIGINS.is_set():
         # MLflow's own CORS check must let the listed origins through to ours.
-        os.environ.setdefault("MLFLOW_SERVER_CORS_ALLOWED_ORIGINS", os.environ["MLGOV_ALLOWED_ORIGINS"])
+        MLFLOW_SERVER_CORS_ALLOWED_ORIGINS.set(",".join(origins))
     from mlflow_governance.server.app import check_settings
 
     check_settings()
@@ -48,8 +52,8 @@ def server(config_file: Path | None, host: str, port: int, workers: int, dry_run
         "--host", host, "--port", str(port), "--workers", str(workers),
         "--backend-store-uri", backend, "--registry-store-uri", registry,
     ]
-    if os.environ.get("MLFLOW_ARTIFACTS_DESTINATION"):
-        cmd += ["--artifacts-destination", os.environ["MLFLOW_ARTIFACTS_DESTINATION"]]
+    if artifacts := ev.MLFLOW_ARTIFACTS_DESTINATION.get():
+        cmd += ["--artifacts-destination", artifacts]
     if dry_run:
         click.echo(" ".join(cmd))
         return

@@ -18,7 +18,6 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import (
     INTERNAL_ERROR,
     INVALID_PARAMETER_VALUE,
-    PERMISSION_DENIED,
     RESOURCE_DOES_NOT_EXIST,
     TEMPORARILY_UNAVAILABLE,
     UNAUTHENTICATED,
@@ -159,6 +158,25 @@ def set_field(data):
     )
 
 
+def _flag(data: dict[str, Any], key: str) -> bool:
+    value = data.get(key)
+    if value in (None, False, True):
+        return bool(value)
+    raise MlflowException(f"{key} must be true or false, not {value!r}", error_code=INVALID_PARAMETER_VALUE)
+
+
+def may(data):
+    model = _text(data, "model")
+    if not permissions.allows(model, EDIT):  # the action would be refused before governance decides
+        return {"allowed": False, "kind": "permission", "role": None, "stage": None,
+                "message": f"{current_user()!r} may not act on model {model!r}: MLflow's permission for this "
+                           "model does not grant EDIT"}
+    return engine.may(
+        governed_store(), _text(data, "model"), _text(data, "action"), _version(data),
+        _flag(data, "new_version"), _flag(data, "inputs"), _fields(data), _text(data, "comment", required=False),
+    )
+
+
 def status(data):
     return engine.status(governed_store(), _text(data, "model"), _version(data))
 
@@ -246,10 +264,7 @@ def revoke(data):
 
 
 def list_roles(data):
-    store = governed_store()
-    if workflow.ADMIN not in engine.roles_of(store, current_user()):
-        raise MlflowException("only the admin may list the role table", error_code=PERMISSION_DENIED)
-    return {"roles": engine.list_roles(store)}
+    return {"roles": engine.list_roles(governed_store(), current_user())}
 
 
 # (path, method, handler, MLflow permission needed on the model named by ``model``): the whole
@@ -261,6 +276,7 @@ ROUTES: tuple[tuple[str, str, Callable[[dict], Any], str | None], ...] = (
     ("/models/transition", "POST", transition, EDIT),
     ("/models/set-field", "POST", set_field, EDIT),
     ("/models/status", "GET", status, READ),
+    ("/models/may", "POST", may, READ),  # writes nothing; POST for the fields it is asked about
     ("/tasks", "GET", tasks, None),
     ("/audit", "GET", audit_rows, READ),  # without a model: filtered to readable models
     ("/audit/verify", "GET", audit_verify, None),

@@ -14,23 +14,29 @@ import os
 import tempfile
 from pathlib import Path
 
+from mlflow.environment_variables import (
+    MLFLOW_AUTH_ADMIN_PASSWORD,
+    MLFLOW_AUTH_ADMIN_USERNAME,
+    MLFLOW_AUTH_CONFIG_PATH,
+)
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from mlflow_governance import config, settings
+from mlflow_governance import environment_variables as ev
 
 MIN_PASSWORD_LENGTH = 12
 
 
 def _auth_database_uri() -> str:
-    explicit = os.environ.get("MLGOV_AUTH_DATABASE_URI", "").strip()
+    explicit = ev.MLGOV_AUTH_DATABASE_URI.get()
     if explicit:
         return explicit
     from mlflow.server.constants import BACKEND_STORE_URI_ENV_VAR, REGISTRY_STORE_URI_ENV_VAR
 
     registry = (
         os.environ.get(REGISTRY_STORE_URI_ENV_VAR)  # set by `mlflow server` for its workers
-        or os.environ.get("MLFLOW_REGISTRY_STORE_URI")  # the configuration file, before the server starts
+        or ev.MLFLOW_REGISTRY_STORE_URI.get()  # the configuration file, before the server starts
         or os.environ.get(BACKEND_STORE_URI_ENV_VAR)
         or ""
     )
@@ -38,35 +44,34 @@ def _auth_database_uri() -> str:
         return registry.removeprefix("governed-")
     raise MlflowException(
         "the governance app needs --registry-store-uri governed-sqlite:///... or governed-postgresql://... "
-        "(or MLGOV_AUTH_DATABASE_URI for the user database)",
+        f"(or {ev.MLGOV_AUTH_DATABASE_URI} for the user database)",
         error_code=INVALID_PARAMETER_VALUE,
     )
 
 
 def check_settings() -> str:
-    """Refuse to start on settings MLflow would only reject later; returns the admin password."""
-    password = os.environ.get("MLGOV_ADMIN_PASSWORD") or os.environ.get("MLFLOW_AUTH_ADMIN_PASSWORD")
+    """Refuse to start on settings MLflow (or a later request) would only reject later; returns the
+    admin password."""
+    password = ev.MLGOV_ADMIN_PASSWORD.get()  # or MLflow's MLFLOW_AUTH_ADMIN_PASSWORD
     if not password:
         raise MlflowException(
-            "MLGOV_ADMIN_PASSWORD is not set: the governance server has no default password "
+            f"{ev.MLGOV_ADMIN_PASSWORD} is not set: the governance server has no default password "
             "(set it in the configuration file or the environment)",
             error_code=INVALID_PARAMETER_VALUE,
         )
     if len(password) < MIN_PASSWORD_LENGTH:
         raise MlflowException(
-            f"MLGOV_ADMIN_PASSWORD must be at least {MIN_PASSWORD_LENGTH} characters (MLflow's basic-auth rule)",
+            f"{ev.MLGOV_ADMIN_PASSWORD} must be at least {MIN_PASSWORD_LENGTH} characters (MLflow's basic-auth rule)",
             error_code=INVALID_PARAMETER_VALUE,
         )
-    if not os.environ.get("MLFLOW_FLASK_SERVER_SECRET_KEY"):
+    if not ev.MLFLOW_FLASK_SERVER_SECRET_KEY.get():
         raise MlflowException(
-            "MLFLOW_FLASK_SERVER_SECRET_KEY is not set (mlgov server sets one per start; a direct "
+            f"{ev.MLFLOW_FLASK_SERVER_SECRET_KEY} is not set (mlgov server sets one per start; a direct "
             "`mlflow server --app-name governance` needs it in the environment)",
             error_code=INVALID_PARAMETER_VALUE,
         )
     _auth_database_uri()
-    from mlflow_governance.server.permissions import check_user_list_setting
-
-    check_user_list_setting()
+    ev.check_all()  # e.g. MLGOV_USER_LIST, MLGOV_DEFAULT_PERMISSION, MLGOV_SEPARATION_OF_DUTIES
     return password
 
 
@@ -75,10 +80,10 @@ def configure_basic_auth() -> None:
     settings.load()
     password = check_settings()
     # A server acts only as the authenticated user of each request, never as a local user.
-    os.environ.pop(config.ENV_USER, None)
-    os.environ["MLFLOW_AUTH_ADMIN_USERNAME"] = config.admin_user()
-    os.environ["MLFLOW_AUTH_ADMIN_PASSWORD"] = password
-    permission = os.environ.get("MLGOV_DEFAULT_PERMISSION", "").strip() or "EDIT"
+    ev.MLGOV_USER.unset()
+    MLFLOW_AUTH_ADMIN_USERNAME.set(config.admin_user())
+    MLFLOW_AUTH_ADMIN_PASSWORD.set(password)
+    permission = ev.MLGOV_DEFAULT_PERMISSION.get()
     ini = Path(tempfile.mkdtemp(prefix="mlgov-auth-")) / "basic_auth.ini"
     ini.write_text(
         "[mlflow]\n"
@@ -87,7 +92,7 @@ def configure_basic_auth() -> None:
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
         encoding="utf-8",
     )
-    os.environ["MLFLOW_AUTH_CONFIG_PATH"] = str(ini)
+    MLFLOW_AUTH_CONFIG_PATH.set(str(ini))
 
 
 def create_app():

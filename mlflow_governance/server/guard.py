@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from urllib.parse import urlsplit
 
 from starlette.concurrency import run_in_threadpool
+
+from mlflow_governance.environment_variables import MLGOV_ALLOWED_ORIGINS
 
 # Native paths that MLflow's own middleware leaves unauthenticated.
 PUBLIC_NATIVE_PATHS = ("/api/3.0/mlflow/server-info", "/ajax-api/3.0/mlflow/server-info")
@@ -35,15 +36,15 @@ def _credentials(header: str | None) -> tuple[str, str] | None:
     return (user, password) if user else None
 
 
-ENV_ALLOWED_ORIGINS = "MLGOV_ALLOWED_ORIGINS"
+ENV_ALLOWED_ORIGINS = MLGOV_ALLOWED_ORIGINS.name
 
 
 def allowed_origins() -> tuple[str, ...] | None:
     """The origins of ``MLGOV_ALLOWED_ORIGINS`` (comma-separated), or None when unset."""
-    raw = os.environ.get(ENV_ALLOWED_ORIGINS, "").strip()
-    if not raw:
+    origins = MLGOV_ALLOWED_ORIGINS.get()
+    if origins is None:
         return None
-    return tuple(o.strip().rstrip("/").lower() for o in raw.split(",") if o.strip())
+    return tuple(o.rstrip("/").lower() for o in origins)
 
 
 def origin_refusal(origin: str | None, host: str | None, allowed: tuple[str, ...] | None) -> str | None:

@@ -16,7 +16,7 @@ from flask import Flask, Response, request
 from mlflow.exceptions import MlflowException
 from mlflow.server.handlers import catch_mlflow_exception
 
-from mlflow_governance import config, engine, workflow
+from mlflow_governance import engine, tags, workflow
 from mlflow_governance.server import permissions
 from mlflow_governance.server.api import AJAX_PREFIX, current_user, governed_store, visible_tasks
 
@@ -46,9 +46,9 @@ def _governed_models(store) -> list[dict[str, Any]]:
     return [
         {
             "name": m.name,
-            "inventory_id": m.tags.get(config.TAG_INVENTORY_ID),
-            "stage": m.tags.get(config.TAG_STAGE),
-            "assignee_role": m.tags.get(config.TAG_ASSIGNEE),
+            "inventory_id": m.tags.get(tags.TAG_INVENTORY_ID),
+            "stage": m.tags.get(tags.TAG_STAGE),
+            "assignee_role": m.tags.get(tags.TAG_ASSIGNEE),
         }
         for m in found
         if m.name in allowed

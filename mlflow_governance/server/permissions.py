@@ -15,7 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, PERMISSION_DENIED
+from mlflow.protos.databricks_pb2 import PERMISSION_DENIED
+
+from mlflow_governance.environment_variables import MLGOV_USER_LIST
 
 READ = "READ"
 EDIT = "EDIT"
@@ -61,21 +63,13 @@ def readable(models: Iterable[str]) -> set[str]:
     return {name for name in names if _allows(name, READ)}
 
 
-ENV_USER_LIST = "MLGOV_USER_LIST"
-USER_LIST_CHOICES = ("all", "admins")
+ENV_USER_LIST = MLGOV_USER_LIST.name
+USER_LIST_CHOICES = MLGOV_USER_LIST.choices
 
 
 def check_user_list_setting() -> str:
-    """``MLGOV_USER_LIST`` (all or admins; default all), refused when it is anything else."""
-    import os
-
-    choice = os.environ.get(ENV_USER_LIST, "").strip().lower() or "all"
-    if choice not in USER_LIST_CHOICES:
-        raise MlflowException(
-            f"{ENV_USER_LIST} must be one of {', '.join(USER_LIST_CHOICES)}, not {choice!r}",
-            error_code=INVALID_PARAMETER_VALUE,
-        )
-    return choice
+    """``MLGOV_USER_LIST`` (all or admins), refused with INVALID_PARAMETER_VALUE when it is anything else."""
+    return MLGOV_USER_LIST.get()
 
 
 def restrict_user_list(auth_module) -> None:

@@ -21,11 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from mlflow.exceptions import MlflowException
 from sklearn.base import BaseEstimator
 
 from mlflow_governance import workflow
-from mlflow_governance.errors import GovernanceError
 from mlflow_governance.flights import LABEL
 from mlflow_governance.training import drift
 from mlflow_governance.training.data import LabeledData, Split
@@ -64,35 +62,13 @@ class DevelopmentResult:
 
 
 def require_development_allowed(client, model: str) -> dict[str, Any]:
-    """The model's status, if it is Approved for Development and the actor is a ModelDeveloper.
+    """The model's status, if the acting user may submit a new version of it for development.
 
-    Checked before any data is read or anything is logged.
+    Checked before any data is read or anything is logged, with the workflow's own `may`
+    (the check the submission itself makes), locally and against a governance server alike.
     """
-    from mlflow_governance.identity import require_user
-
-    status = client.status(model)
-    if not status.get("governed"):
-        raise GovernanceError("conflict", f"model {model!r} is not governed: the ModelOwner initiates it first")
-    stage = status.get("stage")
-    if stage != workflow.APPROVED_FOR_DEVELOPMENT:
-        raise GovernanceError(
-            "conflict",
-            f"model {model!r} is in stage {stage!r}: training needs {workflow.APPROVED_FOR_DEVELOPMENT!r} "
-            "(the ModelOwner approves development after data acquisition)",
-        )
-    if not client.remote:
-        user = require_user()
-        try:
-            held = {r["role"] for r in client.roles() if r["username"] == user}
-        except MlflowException:  # role table not readable: the submission itself still checks the role
-            return status
-        if workflow.MODEL_DEVELOPER not in held:
-            raise GovernanceError(
-                "permission",
-                f"{user!r} may not develop {model!r}: the {workflow.MODEL_DEVELOPER} role is required "
-                f"(held: {', '.join(sorted(held)) or 'none'})",
-            )
-    return status
+    client.require(model, workflow.SUBMIT, new_version=True)
+    return client.status(model)
 
 
 def training_data_uri(data: str | None, status: dict[str, Any]) -> str:

@@ -1,0 +1,58 @@
+"""Governance operations on the registry database, by responsibility.
+
+`state` (the entity, its tags, the effects target), `transaction` (one locked write per action,
+refusals that keep their audit row), `commands` (initiate, act, may, fill, roles) and `views`
+(status, inbox, audit). Callers use this package's names; each action runs in one database
+transaction: its tags, its alias and its audit row commit together or not at all.
+"""
+
+from mlflow_governance.engine.commands import (
+    act,
+    grant_role,
+    initiate,
+    list_roles,
+    may,
+    revoke_role,
+    set_field,
+)
+from mlflow_governance.engine.state import Entity, load
+from mlflow_governance.engine.transaction import (
+    ANONYMOUS,
+    refusal,
+    refuse_and_record,
+    run,
+)
+from mlflow_governance.engine.views import (
+    audit_head,
+    history,
+    reconciliation,
+    roles_of,
+    status,
+    tasks,
+    verify,
+    verify_audit,
+)
+
+__all__ = [
+    "ANONYMOUS",
+    "Entity",
+    "act",
+    "audit_head",
+    "grant_role",
+    "history",
+    "initiate",
+    "list_roles",
+    "load",
+    "may",
+    "reconciliation",
+    "refusal",
+    "refuse_and_record",
+    "revoke_role",
+    "roles_of",
+    "run",
+    "set_field",
+    "status",
+    "tasks",
+    "verify",
+    "verify_audit",
+]
