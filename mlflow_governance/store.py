@@ -188,20 +188,17 @@ class GovernedSqlAlchemyStore(SqlAlchemyStore):
         _validate_model_renaming(new_name)  # MLflow's checks first, in MLflow's order
 
         def check(session: Session) -> None:
-            if self._governed(session, name):
-                self._refuse(session, f"model {name!r} is governed and cannot be renamed", "rename", model=name)
+            denied = workflow.may_rename_or_delete_model(self._governed(session, name), name, delete=False)
+            if denied:
+                self._refuse(session, denied.message, "rename", model=name)
 
         return self._guarded(check, lambda: SqlAlchemyStore.rename_registered_model(self, name, new_name))
 
     def delete_registered_model(self, name):
         def check(session: Session) -> None:
-            if self._governed(session, name):
-                self._refuse(
-                    session,
-                    f"model {name!r} is governed and cannot be deleted: the ModelOwner decommissions it instead",
-                    "delete_model",
-                    model=name,
-                )
+            denied = workflow.may_rename_or_delete_model(self._governed(session, name), name, delete=True)
+            if denied:
+                self._refuse(session, denied.message, "delete_model", model=name)
 
         return self._guarded(check, lambda: SqlAlchemyStore.delete_registered_model(self, name))
 

@@ -605,6 +605,16 @@ def may_bind_production_alias(stage: str | None, usability: str | None, version:
     return None
 
 
+def may_rename_or_delete_model(governed: bool, model: str, delete: bool) -> Refusal | None:
+    """A governed model keeps its name and is never deleted: the owner decommissions it."""
+    if not governed:
+        return None
+    if delete:
+        return Refusal(PERMISSION, f"model {model!r} is governed and cannot be deleted: the {MODEL_OWNER} "
+                                   "decommissions it instead")
+    return Refusal(PERMISSION, f"model {model!r} is governed and cannot be renamed")
+
+
 def may_delete_version(stage: str | None, version: int, model: str) -> Refusal | None:
     """A version still in the workflow is decommissioned by the owner, never deleted."""
     if stage and stage not in TERMINAL_STAGES:

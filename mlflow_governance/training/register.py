@@ -76,7 +76,7 @@ def training_data_uri(data: str | None, status: dict[str, Any]) -> str:
     uri = (data or "").strip() or str(status.get("fields", {}).get("training_data_asset", "")).strip()
     if not uri:
         raise ValueError(
-            f"no training data: pass --data PATH, or have the ModelDataEngineer record training_data_asset "
+            f"no training data: pass --data PATH, or have the {workflow.MODEL_DATA_ENGINEER} record training_data_asset "
             f"on {status.get('model')!r}"
         )
     return uri
