@@ -17,12 +17,6 @@ from mlflow_governance.environment_variables import (
     MLGOV_USER,
 )
 
-ENV_USER = MLGOV_USER.name
-ENV_ADMIN = MLGOV_ADMIN.name
-ENV_SEPARATION_OF_DUTIES = MLGOV_SEPARATION_OF_DUTIES.name
-ENV_PRODUCTION_ALIAS = MLGOV_PRODUCTION_ALIAS.name
-ENV_AUDIT_KEY = MLGOV_AUDIT_KEY.name
-
 
 def admin_user() -> str:
     """The user allowed to manage roles (``MLGOV_ADMIN``)."""

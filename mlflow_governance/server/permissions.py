@@ -63,10 +63,6 @@ def readable(models: Iterable[str]) -> set[str]:
     return {name for name in names if _allows(name, READ)}
 
 
-ENV_USER_LIST = MLGOV_USER_LIST.name
-USER_LIST_CHOICES = MLGOV_USER_LIST.choices
-
-
 def check_user_list_setting() -> str:
     """``MLGOV_USER_LIST`` (all or admins), refused with INVALID_PARAMETER_VALUE when it is anything else."""
     return MLGOV_USER_LIST.get()
