@@ -38,9 +38,9 @@ setup(
     entry_points={
         "console_scripts": ["mlgov=mlflow_governance.cli.main:cli"],
         "mlflow.model_registry_store": [
-            "governed-sqlite=mlflow_governance.store:governed_store_builder",
-            "governed-postgresql=mlflow_governance.store:governed_store_builder",
-            "governed-mysql=mlflow_governance.store:governed_store_builder",
+            "governed-sqlite=mlflow_governance.plugin:governed_store_builder",
+            "governed-postgresql=mlflow_governance.plugin:governed_store_builder",
+            "governed-mysql=mlflow_governance.plugin:governed_store_builder",
         ],
         "mlflow.app": ["governance=mlflow_governance.server.app:create_app"],
         "mlflow.app.client": ["governance=mlflow_governance.rest_client:RestGovernance"],

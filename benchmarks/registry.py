@@ -21,6 +21,7 @@ from mlflow.entities.model_registry import RegisteredModelTag
 from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 
 from mlflow_governance import engine
+from mlflow_governance.plugin import governed_store_builder
 from mlflow_governance.store import GovernedSqlAlchemyStore
 
 
@@ -92,7 +93,7 @@ def main() -> None:
     print(f"{'backend':<11} {'operation':<48} {'MLflow ops/s':>13} {'governed ops/s':>15} {'ratio':>6}")
     for label, plain_uri, governed_uri, cleanup in backends:
         try:
-            rows = bench(SqlAlchemyStore(plain_uri), GovernedSqlAlchemyStore(governed_uri), args.n)
+            rows = bench(SqlAlchemyStore(plain_uri), governed_store_builder(governed_uri), args.n)
             for name, a, b in rows:
                 ratio = "" if a != a else f"{b / a:5.2f}"  # NaN check
                 a_txt = "-" if a != a else f"{a:13.0f}"

@@ -118,6 +118,11 @@ class GovernanceClient:
             raise GovernanceError(decision["kind"], decision["message"])
         return decision
 
+    def set_monitors(self, model: str, version: int, config: dict[str, Any]) -> dict[str, Any]:
+        """Record the monitor configuration in force for a version (ModelValidator or ModelMonitor);
+        it is checked, stored in canonical form with its digest, and audited."""
+        return self.backend.set_monitors(model, version, config)
+
     def status(self, model: str, version: int | None = None) -> dict[str, Any]:
         """Stage, assignee role, fields, usability and versions of ``model``."""
         return self.backend.status(model, version)
@@ -172,6 +177,9 @@ class LocalGovernance:
 
     def may(self, model, action, version, new_version, inputs, fields, comment):
         return engine.may(self.store, model, action, version, new_version, inputs, fields, comment)
+
+    def set_monitors(self, model, version, config):
+        return engine.set_monitors(self.store, model, version, config)
 
     def status(self, model, version):
         return engine.status(self.store, model, version)

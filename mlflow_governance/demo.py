@@ -9,7 +9,6 @@ with the audit check and the model's fact sheet.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -48,39 +47,6 @@ def prepare(workdir: Path) -> Path:
     return workdir
 
 
-def validate(model: str, version: int, data: Path, workdir: Path) -> dict[str, str]:
-    """The validator's independent check: score the version on flights it was not trained on."""
-    import mlflow
-    import pandas as pd
-    from sklearn.metrics import accuracy_score, roc_auc_score
-
-    frame = pd.read_parquet(data)
-    frame = frame[frame["DELAYED"].notna()]
-    loaded = mlflow.pyfunc.load_model(f"models:/{model}/{version}")
-    features = [c for c in loaded.metadata.get_input_schema().input_names()]
-    scores = loaded.predict(frame[features])
-    proba = scores.iloc[:, -1] if hasattr(scores, "iloc") and getattr(scores, "ndim", 1) > 1 else scores
-    predicted = (pd.Series(proba).to_numpy() >= 0.5).astype(int)
-    truth = frame["DELAYED"].astype(int).to_numpy()
-    report = {
-        "model": f"models:/{model}/{version}",
-        "validation_rows": int(len(frame)),
-        "accuracy": float(accuracy_score(truth, predicted)),
-        "positive_rate_predicted": float(predicted.mean()),
-        "positive_rate_observed": float(truth.mean()),
-    }
-    if len(set(truth)) == 2 and len(set(pd.Series(proba).round(6))) > 2:
-        report["roc_auc"] = float(roc_auc_score(truth, proba))
-    with mlflow.start_run(run_name=f"validation-{model}-v{version}") as run:
-        mlflow.log_metrics({k: v for k, v in report.items() if isinstance(v, float)})
-        mlflow.log_dict(report, "validation/report.json")
-    return {
-        "validation_report": f"runs:/{run.info.run_id}/validation/report.json",
-        "validation_dataset": str(data),
-        "_summary": json.dumps(report),
-    }
-
-
 def run(
     workdir: Path,
     train_months: str = "1",
@@ -94,6 +60,7 @@ def run(
     from mlflow_governance.client import GovernanceClient
     from mlflow_governance.factsheet import render_markdown
     from mlflow_governance.training.develop import train
+    from mlflow_governance.validation.validate import ValidationBreached, validate
 
     workdir = prepare(workdir)
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # the walk-through is the output
@@ -101,6 +68,7 @@ def run(
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{db}"
     os.environ["MLFLOW_REGISTRY_URI"] = f"governed-sqlite:///{db}"
     os.environ.setdefault("MLGOV_ADMIN", "admin")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     admin = os.environ["MLGOV_ADMIN"]
     client = GovernanceClient()
     flights_url, airports_url = f"sqlite:///{workdir / 'flights.db'}", f"sqlite:///{workdir / 'airports.db'}"
@@ -155,21 +123,28 @@ def run(
     with acting(admin):
         client.grant("devi", wf.MODEL_VALIDATOR)
     say(admin, "also grants devi the ModelValidator role (devi validates other teams' models)")
-    with acting("devi"):
-        try:
-            client.transition(MODEL, "submit", version, {"validation_report": "self-review",
-                                                         "validation_dataset": "training data"})
-        except MlflowException as exc:
-            say("devi", f"tries to validate their own model: REFUSED ({exc.message.removeprefix('Governance: ')})")
     with acting("erin"):
         holdout = run_acquisition(flights_url, airports_url, [validation_month], workdir / "validation.parquet",
                                   None, echo=lambda _: None)
+    validation_data = str(workdir / "validation.parquet")
+    with acting("devi"):
+        try:
+            validate(MODEL, version, validation_data)
+        except MlflowException as exc:
+            say("devi", f"tries to validate their own model: REFUSED ({exc.message.removeprefix('Governance: ')})")
     with acting("victor"):
-        fields = validate(MODEL, version, workdir / "validation.parquet", workdir)
-        summary_v = json.loads(fields.pop("_summary"))
-        client.transition(MODEL, "submit", version, fields, comment="independent validation on an unseen month")
-    say("victor", f"validate on month {validation_month} ({holdout['rows']:,} rows, accuracy "
-                  f"{summary_v['accuracy']:.3f}) -> {stage(version)!r}")
+        try:
+            checked = validate(MODEL, version, validation_data)
+        except ValidationBreached as exc:
+            say("victor", f"validate on month {validation_month}: BREACHED, not submitted ({exc.message})")
+            checked = validate(MODEL, version, validation_data, override_comment=(
+                "demo: the breach is reviewed with the owner and accepted for the walk-through"))
+    figures = checked.figures
+    shown = ", ".join(f"{k.split('.', 1)[1] if k.startswith('quality.') else k} {figures[k]['value']:.3f}"
+                      for k in ("quality.accuracy", "quality.roc_auc", "estimated_accuracy.value",
+                                "drift.share_drifted") if figures.get(k, {}).get("value") is not None)
+    say("victor", f"validate on month {validation_month} ({holdout['rows']:,} rows): {checked.verdict} ({shown}); "
+                  f"report {checked.fields['validation_report']} -> {stage(version)!r}")
     with acting("olivia"):
         client.transition(MODEL, "approve", version, comment="validation accepted")
     say("olivia", f"approve validation -> {stage(version)!r}")

@@ -25,6 +25,8 @@ from mlflow_governance.tags import (
     TAG_FIELD_PREFIX,
     TAG_IN_FLIGHT,
     TAG_INVENTORY_ID,
+    TAG_MONITORS,
+    TAG_MONITORS_DIGEST,
     TAG_PRODUCTION,
     TAG_STAGE,
     TAG_UPDATED_BY,
@@ -118,6 +120,12 @@ def fill(target: Target, fields: Mapping[str, str]) -> None:
     """Record field values as ``mlgov.field.<name>`` tags."""
     for name, value in fields.items():
         target.set_tag(TAG_FIELD_PREFIX + name, value)
+
+
+def set_monitors(target: Target, fields: Mapping[str, str]) -> None:
+    """Record the monitor configuration in force (``monitor_config``, ``monitor_config_digest``)."""
+    target.set_tag(TAG_MONITORS, fields["monitor_config"])
+    target.set_tag(TAG_MONITORS_DIGEST, fields["monitor_config_digest"])
 
 
 def move(

@@ -45,6 +45,18 @@ def _sections(status: dict[str, Any], history: list[dict[str, Any]]) -> list[tup
          f"{r.get('from_stage') or '-'} -> {r.get('to_stage') or '-'}", r.get("comment") or ""]
         for r in allowed
     ]
+    validations = [
+        [str(r["version"]), r["actor"], (r.get("fields") or {}).get("validation_verdict", "-").upper(),
+         (r.get("fields") or {}).get("validation_report", "-"), r.get("comment") or ""]
+        for r in allowed
+        if r["action"] == workflow.SUBMIT and r.get("from_stage") == workflow.APPROVED_FOR_VALIDATION
+    ]
+    monitors = [
+        [_when(r["ts"]), str(r["version"]), r["actor"], r.get("role") or "-",
+         (r.get("fields") or {}).get("monitor_config_digest", "-")]
+        for r in allowed
+        if r["action"] == workflow.SET_MONITORS
+    ]
     refused = [
         [_when(r["ts"]), r["actor"], str(r["version"] or "-"), r["action"], r.get("reason") or ""]
         for r in history
@@ -55,6 +67,9 @@ def _sections(status: dict[str, Any], history: list[dict[str, Any]]) -> list[tup
         ("Versions", ["Version", "Stage", "Usability", "Developer", "Waiting for"], versions),
         ("Version fields", ["Version", "Field", "Value"], fields),
         ("Stage history and approvals", ["When", "Who", "Role", "Version", "Action", "Move", "Comment"], approvals),
+        ("Validations (an OVERRIDE submitted a breach; its comment names the overridden figures)",
+         ["Version", "Validator", "Verdict", "Report", "Comment"], validations),
+        ("Monitor configurations", ["When", "Version", "Who", "Role", "Digest"], monitors),
         ("Refused attempts", ["When", "Who", "Version", "Action", "Reason"], refused),
     ]
 

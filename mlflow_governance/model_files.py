@@ -358,3 +358,34 @@ def skops_types_for(model: object) -> list[str]:
     except Exception as exc:  # noqa: BLE001 - skops raises many types for unsupported objects
         raise ValueError(f"{type(model).__name__} cannot be saved safely with skops: {exc}") from exc
     return check_skops_data(data, type(model).__name__)
+
+
+def load_mlflow_sklearn(model_uri: str, dst_path: str | Path) -> tuple[object, dict[str, Any]]:
+    """(estimator, MLmodel document) of an MLflow sklearn model at ``model_uri`` (``models:/NAME/N``).
+
+    Downloads the model directory into ``dst_path`` and builds the estimator from its skops file
+    under this module's allowlist, never with MLflow's own loader (which unpickles, or trusts
+    the types the file declares for itself). A model saved with pickle or cloudpickle, or one
+    without the sklearn flavor, is refused unopened.
+    """
+    import mlflow
+    import yaml
+
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dst_path)))
+    except Exception as exc:  # noqa: BLE001 - MLflow raises many types for a bad or missing URI
+        message = getattr(exc, "message", None) or str(exc)
+        raise ValueError(f"cannot download {model_uri}: {message}") from exc
+    mlmodel = local / "MLmodel"
+    if not mlmodel.is_file():
+        raise ValueError(f"{model_uri} is not an MLflow model (no MLmodel file)")
+    document = yaml.safe_load(mlmodel.read_text()) or {}
+    flavor = (document.get("flavors") or {}).get("sklearn")
+    if not flavor:
+        raise ValueError(f"{model_uri} has no sklearn flavor: only scikit-learn models saved with skops are loaded")
+    if flavor.get("serialization_format") != "skops":
+        raise ValueError(
+            f"{model_uri} was saved with {flavor.get('serialization_format')!r}, which runs code when loaded: "
+            "re-log it with mlflow.sklearn.log_model(..., serialization_format='skops')"
+        )
+    return load_skops(local / str(flavor.get("pickled_model", ""))), document

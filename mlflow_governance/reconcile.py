@@ -113,6 +113,9 @@ def _apply_row(state: ImpliedState, r: Mapping[str, Any]) -> None:
     if action == workflow.SET_FIELD:
         effects.fill(_ReplayTarget(state, model, version), fields)
         return
+    if action == workflow.SET_MONITORS:
+        effects.set_monitors(_ReplayTarget(state, model, version), fields)
+        return
     if action == "delete_version":
         state.deleted.add(key)
         state.tags.pop(key, None)

@@ -75,6 +75,10 @@ class RestGovernance:
                 "inputs": inputs, "fields": fields, "comment": comment}
         return self._call("POST", "/models/may", body)
 
+    def set_monitors(self, model, version, config):
+        body = {"model": model, "version": version, "config": config}
+        return self._call("POST", "/models/monitors", body)
+
     def status(self, model, version):
         return self._call("GET", "/models/status", {"model": model, "version": version})
 

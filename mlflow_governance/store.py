@@ -10,6 +10,11 @@ MLflow UI) goes through these methods, so the rules hold whoever calls:
 * the production alias binds only to a Ready to Use version whose usability is ``accept``, and
   is not removed by hand; MLflow's deprecated ``Production`` stage is refused on governed models;
 * governed models and Ready to Use versions are not deleted (nor governed models renamed).
+
+The store decides nothing itself: the rules are `workflow`'s, and the governance operations
+(acting, filling a field, recording a refusal) are its `Governor`'s, handed in by the composition
+root (`mlflow_governance.plugin`). The engine depends on the store (its transaction, MLflow's
+model creation), never the other way round.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from mlflow.entities.model_registry.model_version_stages import (
     DEFAULT_STAGES_FOR_GET_LATEST_VERSIONS,
@@ -36,7 +41,7 @@ from mlflow.utils.validation import (
 )
 from sqlalchemy.orm import Session
 
-from mlflow_governance import audit, config, engine, schema, workflow
+from mlflow_governance import audit, config, schema, workflow
 from mlflow_governance.identity import current_user
 from mlflow_governance.tags import TAG_ACTION, TAG_FIELD_PREFIX, TAG_PREFIX, TAG_STAGE, TAG_USABILITY, is_governance_key
 
@@ -64,16 +69,43 @@ def parse_action(value: str) -> tuple[str, str | None]:
     return action.strip().lower(), (comment.strip() or None)
 
 
+class GovernedEntity(Protocol):
+    """What the store reads of a model or version as governance sees it."""
+
+    governed: bool
+    tags: dict[str, str]
+
+
+class Governor(Protocol):
+    """The governance operations the store delegates (`mlflow_governance.engine` provides them)."""
+
+    def load(self, store: Any, session: Session, name: str, version: int | None = None) -> GovernedEntity: ...
+
+    def act(self, store: Any, model: str, action: str, version: int | None = None,
+            comment: str | None = None) -> Any: ...
+
+    def set_field(self, store: Any, model: str, name: str, value: str, version: int | None = None) -> Any: ...
+
+    def run(self, store: Any, fn: Callable[[Session], T]) -> T: ...
+
+    def refusal(self, session: Session, kind: str, message: str, *, actor: str | None, action: str,
+                **context: Any) -> BaseException: ...
+
+    def record(self, session: Session, *, actor: str | None, action: str, **context: Any) -> None: ...
+
+
 class GovernedSqlAlchemyStore(SqlAlchemyStore):
     """SqlAlchemyStore with governance enforced on every write path.
 
     Each guarded write runs its check and MLflow's own write in one transaction that holds the
-    governance lock (`engine.run`): MLflow's methods called inside it get that transaction from
+    governance lock (`Governor.run`): MLflow's methods called inside it get that transaction from
     `_session_maker`, so no other governance action can slip between the check and the write.
     """
 
-    def __init__(self, store_uri: str | None = None, tracking_uri: str | None = None, **kwargs: Any):
+    def __init__(self, store_uri: str | None = None, tracking_uri: str | None = None, *, governor: Governor,
+                 **kwargs: Any):
         self.governed_uri = store_uri
+        self.governor = governor
         super().__init__(strip_scheme(store_uri or ""), **kwargs)
         self._base_session_maker = self.ManagedSessionMaker
         self.ManagedSessionMaker = self._session_maker
@@ -106,7 +138,7 @@ class GovernedSqlAlchemyStore(SqlAlchemyStore):
                 CURRENT_SESSION.reset(token)
 
     def create_ungoverned_model(self, name: str) -> None:
-        """MLflow's own model creation (inside `governance_session`: the engine governs it next)."""
+        """MLflow's own model creation (inside `governance_session`: the governor governs it next)."""
         SqlAlchemyStore.create_registered_model(self, name)
 
     # --- helpers ---------------------------------------------------------------------------
@@ -118,11 +150,10 @@ class GovernedSqlAlchemyStore(SqlAlchemyStore):
             check(session)
             return write()
 
-        return engine.run(self, body)
+        return self.governor.run(self, body)
 
-    @staticmethod
-    def _refuse(session: Session, message: str, action: str, kind: str = "permission", **context: Any) -> None:
-        raise engine.refusal(session, kind, message, actor=current_user(), action=action, **context)
+    def _refuse(self, session: Session, message: str, action: str, kind: str = "permission", **context: Any) -> None:
+        raise self.governor.refusal(session, kind, message, actor=current_user(), action=action, **context)
 
     def _refuse_governance_tags(self, keys, name: str, version=None) -> None:
         """Refuse creating or copying an object that would carry any governance key in ``keys``."""
@@ -145,10 +176,10 @@ class GovernedSqlAlchemyStore(SqlAlchemyStore):
         version = _validate_model_version(version) if version is not None else None
         if key == TAG_ACTION and value is not None:
             action, comment = parse_action(value)
-            engine.act(self, name, action, version=version, comment=comment)
+            self.governor.act(self, name, action, version=version, comment=comment)
             return
         if key.startswith(TAG_FIELD_PREFIX) and value is not None:
-            engine.set_field(self, name, key[len(TAG_FIELD_PREFIX) :], value, version=version)
+            self.governor.set_field(self, name, key[len(TAG_FIELD_PREFIX) :], value, version=version)
             return
         verb = "delete" if value is None else "write"
         if key.startswith(TAG_PREFIX):
@@ -164,11 +195,11 @@ class GovernedSqlAlchemyStore(SqlAlchemyStore):
 
         self._guarded(check, lambda: None)
 
-    def _entity(self, session: Session, name: str, version: int | None = None) -> engine.Entity | None:
+    def _entity(self, session: Session, name: str, version: int | None = None) -> GovernedEntity | None:
         """The model (or version) as governance sees it; None when it does not exist, so that
         MLflow's own write raises MLflow's own not-found error for ungoverned names."""
         try:
-            return engine.load(self, session, name, version)
+            return self.governor.load(self, session, name, version)
         except MlflowException as exc:
             if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
                 return None
@@ -248,15 +279,8 @@ class GovernedSqlAlchemyStore(SqlAlchemyStore):
         def write() -> None:
             SqlAlchemyStore.delete_model_version(self, name, version)
             if state.get("stage"):
-                audit.append(
-                    CURRENT_SESSION.get(),
-                    actor=current_user() or engine.ANONYMOUS,
-                    model=name,
-                    version=version,
-                    action="delete_version",
-                    outcome="allowed",
-                    from_stage=state["stage"],
-                )
+                self.governor.record(CURRENT_SESSION.get(), actor=current_user(), model=name, version=version,
+                                     action="delete_version", from_stage=state["stage"])
 
         return self._guarded(check, write)
 
@@ -333,8 +357,3 @@ class GovernedSqlAlchemyStore(SqlAlchemyStore):
                 )
 
         return self._guarded(check, lambda: SqlAlchemyStore.delete_registered_model_alias(self, name, alias))
-
-
-def governed_store_builder(store_uri: str | None = None, tracking_uri: str | None = None) -> GovernedSqlAlchemyStore:
-    """Entry-point target: MLflow calls it with ``store_uri`` (and ``tracking_uri`` when it can)."""
-    return GovernedSqlAlchemyStore(store_uri=store_uri, tracking_uri=tracking_uri)

@@ -22,6 +22,9 @@ TAG_UPDATED_BY = "mlgov.updated_by"
 # usability, and the versions still in the workflow with the role each waits for.
 TAG_PRODUCTION = "mlgov.production"
 TAG_IN_FLIGHT = "mlgov.in_flight"
+# The monitor configuration in force for a version (canonical JSON) and its digest.
+TAG_MONITORS = "mlgov.monitors"
+TAG_MONITORS_DIGEST = "mlgov.monitors.digest"
 
 
 def is_governance_key(key: str) -> bool:

@@ -96,6 +96,7 @@ SUBMIT = "submit"
 ACCEPT = "accept"
 DECOMMISSION = "decommission"
 SET_FIELD = "set_field"
+SET_MONITORS = "set_monitors"
 ACTIONS: tuple[str, ...] = (APPROVE, REJECT, SUBMIT, ACCEPT, DECOMMISSION)
 
 USABILITY_ACCEPT = "accept"
@@ -152,6 +153,12 @@ FIELDS: dict[str, FieldSpec] = {
         FieldSpec("experiment_file", "Leaderboard of the model search", _not_blank),
         FieldSpec("validation_report", "Independent validation report", _not_blank),
         FieldSpec("validation_dataset", "Data set the validator used", _not_blank),
+        FieldSpec(
+            "validation_verdict",
+            "The monitors' verdict at validation: pass, or override (a breach the validator overrides, "
+            "with a comment naming the figures)",
+            _one_of("pass", "override"),
+        ),
         FieldSpec("endpoint", "Scoring endpoint URL", _not_blank),
         FieldSpec("deployment_space", "Deployment space or environment", _not_blank),
         FieldSpec("deployment_platform", "Serving platform", _not_blank),
@@ -212,8 +219,16 @@ def _names_this_version(a: Attempt) -> str | None:
     return None
 
 
+def _override_explained(a: Attempt) -> str | None:
+    """A validation that breached its thresholds is submitted only with the validator's comment."""
+    if a.merged.get("validation_verdict", "").strip().lower() == "override" and not (a.comment or "").strip():
+        return "validation_verdict 'override' needs a comment saying why the breached figures are accepted"
+    return None
+
+
 GUARDS: dict[str, Callable[[Attempt], str | None]] = {
     "data_quality_acceptable": _data_quality_acceptable,
+    "override_explained": _override_explained,
     "moved_to_production": _moved_to_production,
     "names_this_version": _names_this_version,
 }
@@ -301,7 +316,8 @@ TRANSITIONS: tuple[Transition, ...] = (
         MODEL_VALIDATION_COMPLETED,
         MODEL_VALIDATOR,
         V,
-        fields=("validation_report", "validation_dataset"),
+        fields=("validation_report", "validation_dataset", "validation_verdict"),
+        guards=("override_explained",),
         not_by_developer=True,
     ),
     *_owner_gate(MODEL_VALIDATION_COMPLETED, APPROVED_FOR_DEPLOYMENT, APPROVED_FOR_VALIDATION, V),
@@ -624,6 +640,47 @@ def may_delete_version(stage: str | None, version: int, model: str) -> Refusal |
             f"the {MODEL_OWNER} decommissions it first",
         )
     return None
+
+
+# --- monitor configuration -------------------------------------------------------------------
+
+# Who may replace a version's monitor configuration, in which stages, and whether the version's
+# developer is excluded: the validator chooses the rules the validation applies, the monitor
+# those that watch the version in production.
+MONITOR_CONFIG_RULES: tuple[tuple[str, frozenset[str], bool], ...] = (
+    (MODEL_VALIDATOR, frozenset({APPROVED_FOR_VALIDATION}), True),
+    (MODEL_MONITOR, frozenset({APPROVED_FOR_PRODUCTIONIZATION, PRE_PRODUCTION_REVIEW, READY_TO_USE}), False),
+)
+
+
+def may_set_monitors(attempt: Attempt) -> tuple[str | None, Refusal | None]:
+    """May ``attempt.actor`` replace the monitor configuration of this version now? (role, refusal)."""
+    a = attempt
+    refusal = _entity_refusal(a)
+    if refusal:
+        return None, refusal
+    if a.scope != VERSION_SCOPE or a.version is None:
+        return None, Refusal(INVALID, "a monitor configuration belongs to a version: give the version number")
+    rules = [(role, sod) for role, stages, sod in MONITOR_CONFIG_RULES if a.stage in stages]
+    if not rules:
+        where = "; ".join(f"{role} in {', '.join(sorted(stages))}" for role, stages, _ in MONITOR_CONFIG_RULES)
+        return None, Refusal(
+            CONFLICT, f"version {a.version} of {a.model!r} is in stage {a.stage!r}: its monitor configuration "
+                      f"is set by {where}"
+        )
+    for role, not_by_developer in rules:
+        if role in a.actor_roles:
+            if not_by_developer and a.separation_of_duties and a.developer and a.actor == a.developer:
+                return role, Refusal(
+                    PERMISSION, f"separation of duties: {a.actor!r} developed this version and may not set "
+                                "the monitor configuration that validates it"
+                )
+            return role, None
+    needed = " or ".join(role for role, _ in rules)
+    return rules[0][0], Refusal(
+        PERMISSION, f"{a.actor!r} may not set the monitor configuration in stage {a.stage!r}: the {needed} role "
+                    f"is required (held: {', '.join(sorted(a.actor_roles)) or 'none'})"
+    )
 
 
 # --- administration --------------------------------------------------------------------------

@@ -90,11 +90,12 @@ def sqlite_template(tmp_path_factory) -> Path:
     """A migrated MLflow + governance SQLite database, copied by `fresh_sqlite`."""
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
 
+    from mlflow_governance.plugin import governed_store_builder
     from mlflow_governance.store import GovernedSqlAlchemyStore
 
     path = tmp_path_factory.mktemp("template") / "mlflow.db"
     TrackingStore(f"sqlite:///{path}", str(path.parent / "artifacts"))
-    GovernedSqlAlchemyStore(f"governed-sqlite:///{path}")
+    governed_store_builder(f"governed-sqlite:///{path}")
     for eng_uri, eng in list(GovernedSqlAlchemyStore._engine_map.items()):
         if str(path) in eng_uri:
             eng.dispose()

@@ -21,7 +21,11 @@ DEFAULT_FIELDS = {
         "model_quality": "roc_auc=0.81",
         "experiment_file": "runs:/r/leaderboard.csv",
     },
-    wf.APPROVED_FOR_VALIDATION: {"validation_report": "runs:/v/report.html", "validation_dataset": "file:///v.parquet"},
+    wf.APPROVED_FOR_VALIDATION: {
+        "validation_report": "runs:/v/report.html",
+        "validation_dataset": "file:///v.parquet",
+        "validation_verdict": "pass",
+    },
     wf.APPROVED_FOR_DEPLOYMENT: {
         "endpoint": "http://127.0.0.1:5001/invocations",
         "deployment_space": "staging",

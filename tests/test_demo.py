@@ -30,6 +30,13 @@ def test_demo_walks_one_model_to_ready_to_use(tmp_path):
     sheet = (workdir / "factsheet.md").read_text()
     assert "| 1 | Ready to Use | accept | devi |" in sheet
     assert re.search(r"\| 1 \| model_quality \| roc_auc=0\.\d+ \|", sheet)
+    # The validation is the real one: all four monitors, its report in a run, recorded on the version.
+    assert re.search(r"victor\s+ModelValidator\s+validate on month 2 \([\d,]+ rows\): (pass|breach) "
+                     r"\(accuracy 0\.\d+, roc_auc 0\.\d+, estimated_accuracy\.value 0\.\d+, "
+                     r"drift\.share_drifted 0\.\d+\); report runs:/\w+/validation/report\.html", out), out
+    assert re.search(r"\| 1 \| validation_verdict \| (pass|override) \|", sheet)
+    assert re.search(r"\| 1 \| victor \| (PASS|OVERRIDE) \| runs:/\w+/validation/report\.html \|", sheet)
+    assert "placeholder" not in out and "Downloading artifacts" not in p.stderr
     # The demo marks the folder it made (a later run may empty it); a foreign folder is refused.
     assert (workdir / ".mlgov-demo").exists()
     p = subprocess.run([MLGOV, "demo", "--workdir", str(tmp_path)], env=env, capture_output=True, text=True,

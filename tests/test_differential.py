@@ -31,6 +31,7 @@ from mlflow.store.entities.paged_list import PagedList
 from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 
 from mlflow_governance import schema
+from mlflow_governance.plugin import governed_store_builder
 from mlflow_governance.store import GovernedSqlAlchemyStore
 from tests.conftest import PG_ADMIN_URL, acting
 
@@ -559,7 +560,7 @@ def pg_databases() -> Iterator[tuple[str, str]]:
                 conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
         urls = f"{base}/{names[0]}", f"governed-{base}/{names[1]}"
         SqlAlchemyStore(urls[0])
-        GovernedSqlAlchemyStore(urls[1])
+        governed_store_builder(urls[1])
         yield urls
     finally:
         with admin.connect() as conn:
@@ -593,13 +594,13 @@ def stores(request, tmp_path) -> Iterator[Stores]:
         shutil.copy(template, a)
         shutil.copy(template, b)
         try:
-            yield Stores("sqlite", SqlAlchemyStore(f"sqlite:///{a}"), GovernedSqlAlchemyStore(f"governed-sqlite:///{b}"))
+            yield Stores("sqlite", SqlAlchemyStore(f"sqlite:///{a}"), governed_store_builder(f"governed-sqlite:///{b}"))
         finally:
             _forget_engines(str(a))
             _forget_engines(str(b))
         return
     mlflow_url, governed_url = request.getfixturevalue("pg_databases")
-    pair = Stores("postgresql", SqlAlchemyStore(mlflow_url), GovernedSqlAlchemyStore(governed_url))
+    pair = Stores("postgresql", SqlAlchemyStore(mlflow_url), governed_store_builder(governed_url))
     _empty_registry(pair.mlflow)
     _empty_registry(pair.governed)
     yield pair

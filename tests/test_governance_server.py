@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from mlflow.exceptions import MlflowException
 
 from mlflow_governance import workflow as wf
 from mlflow_governance.client import GovernanceClient
@@ -289,3 +290,34 @@ def test_model_at_a_glance_and_the_owners_review_after_a_usability_reject(govern
     assert [t for t in api(url, "olivia").tasks(None) if t["model"] == model and t["version"] == v1] == []
     verdict = RestGovernance(url, "admin", ADMIN_PASSWORD).verify_audit()
     assert [d for d in verdict["discrepancies"] if d["model"] == model] == []
+
+
+def test_monitor_configuration_over_rest(governance_server):
+    """`GovernanceClient.set_monitors` against the server: checked, canonical, audited, role-gated."""
+    from mlflow_governance.monitoring.config import parse_config
+
+    url = governance_server
+    model = unique("mon")
+    api(url, "olivia").initiate(model, "flight delay prediction", "high", None)
+    version = None
+    for row in PATH:
+        if row.source == wf.APPROVED_FOR_VALIDATION:
+            break
+        if row.scope == wf.VERSION_SCOPE and version is None:
+            version = create_version(url, "devi", model)
+        api(url, {r: u for u, r in USERS.items()}[row.role]).transition(
+            model, row.action, version, fields_for(row.source, model, version), None)
+    config = {"quality": {"thresholds": {"roc_auc": 0.75}}, "drift": {"max_share_drifted": 0.5}}
+    with pytest.raises(MlflowException) as refused:
+        api(url, "mona").set_monitors(model, version, config)
+    assert refused.value.error_code == "PERMISSION_DENIED" and "ModelValidator role is required" in refused.value.message
+    with pytest.raises(MlflowException) as bad:
+        api(url, "victor").set_monitors(model, version, {"quality": {"thresholds": {"auc": 0.7}}})
+    assert bad.value.error_code == "INVALID_PARAMETER_VALUE" and "quality.thresholds.auc" in bad.value.message
+    status = api(url, "victor").set_monitors(model, version, config)
+    expected = parse_config(config)
+    assert status["version"]["monitors"] == {"config": expected.canonical_json(), "digest": expected.digest()}
+    row = api(url, "olivia").audit(model, None)[-1]
+    assert (row["action"], row["actor"], row["outcome"]) == ("set_monitors", "victor", "allowed")
+    assert row["fields"]["monitor_config_digest"] == expected.digest()
+    assert api(url, "olivia").verify_audit()["ok"]

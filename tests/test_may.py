@@ -118,3 +118,33 @@ def test_inbox_lists_only_what_the_user_may_do(sqlite_registry, tmp_path, monkey
     with acting("val-dev"):
         queue = [t for t in client.tasks(wf.MODEL_VALIDATOR) if t["model"] == model]
     assert [t["version"] for t in queue] == [version]
+
+
+def test_monitor_configuration_follows_its_rules_in_every_version_stage(sqlite_registry, tmp_path):
+    """Who may set a version's monitors, in each version stage, is `MONITOR_CONFIG_RULES`; the
+    developer never sets the rules that validate their own version."""
+    client = GovernanceClient()
+    config = {"estimated_accuracy": {"max_drop": 0.04}}
+    with acting("admin"):
+        client.grant("devi", wf.MODEL_VALIDATOR)
+    expected_pairs = {(role, stage) for role, stages, _ in wf.MONITOR_CONFIG_RULES for stage in stages}
+    seen = set()
+    for stage, scope in STAGES:
+        if scope != wf.VERSION_SCOPE:
+            continue
+        model, version = _fresh(client, stage, scope, tmp_path)
+        for user, role in USERS.items():
+            with acting(user):
+                try:
+                    client.set_monitors(model, version, config)
+                    ok = True
+                except MlflowException as exc:
+                    assert exc.error_code in ("PERMISSION_DENIED", "RESOURCE_CONFLICT"), exc.message
+                    ok = False
+            if user == "devi":  # the developer, even holding ModelValidator
+                assert not ok, (stage, user)
+                continue
+            assert ok == ((role, stage) in expected_pairs), (stage, user)
+            if ok:
+                seen.add((role, stage))
+    assert seen == expected_pairs

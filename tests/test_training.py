@@ -147,8 +147,13 @@ def test_training_data_statistics_match_the_training_data(trained_registry, tmp_
         assert s["type"] == "categorical"
         assert s["frequencies"] == {str(k): int(v) for k, v in X[col].value_counts().items()}
     sample = stats["reference_sample"]
-    assert sample["rows"] == len(sample["records"]) == 500
-    reference = pd.DataFrame(sample["records"])
+    assert sample["artifact"] == "monitoring/reference.parquet"
+    reference = pd.read_parquet(
+        mlflow.artifacts.download_artifacts(f"runs:/{trained_registry.run_id}/{sample['artifact']}", dst_path=str(tmp_path))
+    )
+    assert sample["rows"] == len(reference) == min(10_000, len(labeled))
+    assert stats["training_accuracy"]["measured_on"] == "test split"
+    assert 0.5 < stats["training_accuracy"]["value"] <= 1
     for col in (*INTEGER_FEATURES, "DELAYED"):
         reference[col] = reference[col].astype("int64")
     rows = X.assign(DELAYED=labeled["DELAYED"].astype("int64")).drop_duplicates()

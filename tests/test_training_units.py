@@ -16,7 +16,7 @@ from mlflow_governance.cli.training import METRIC_CHOICES
 from mlflow_governance.training import data as tdata
 from mlflow_governance.training.pipeline import build_pipeline, trusted_types
 from mlflow_governance.training.search import METRICS, candidates, check_metric, evaluate, rank
-from mlflow_governance.training.statistics import numeric_summary, training_data_statistics
+from mlflow_governance.training.statistics import numeric_summary, reference_sample, training_data_statistics
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +114,9 @@ def test_trusted_types_refuse_foreign_code():
 def test_statistics_document(labeled):
     stats = training_data_statistics(labeled, {"train": 1}, seed=1, reference_rows=20)
     assert stats["reference_sample"]["rows"] == 20
+    sample = reference_sample(labeled, seed=1, rows=20)
+    assert len(sample) == 20 and list(sample.columns) == [*tdata.FEATURES, "DELAYED"]
+    assert sample.equals(reference_sample(labeled, seed=1, rows=20))  # seeded
     assert set(stats["feature_statistics"]) == set(tdata.FEATURES)
     assert stats["label_distribution"]["shares"]["1"] == pytest.approx(labeled.y.mean())
     assert numeric_summary(pd.Series([np.nan, np.nan])) == {"type": "numeric", "count": 0, "missing": 2}

@@ -17,6 +17,7 @@ def attempt(row: wf.Transition, role: str, **kw) -> wf.Attempt:
             "model_quality": "roc_auc=0.8",
             "moved_to_production": "yes",
             "model_asset": "models:/m/1",
+            "validation_verdict": "pass",
         }
     )
     base = dict(

@@ -10,6 +10,7 @@ from mlflow_governance.cli.demo import register as register_demo
 from mlflow_governance.cli.governance import register as register_governance
 from mlflow_governance.cli.server import register as register_server
 from mlflow_governance.cli.training import register as register_training
+from mlflow_governance.cli.validation import register as register_validation
 
 
 @click.group(cls=GovernanceGroup)
@@ -26,4 +27,5 @@ register_governance(cli)
 register_server(cli)
 register_acquisition(cli)
 register_training(cli)
+register_validation(cli)
 register_demo(cli)

@@ -14,10 +14,12 @@ from mlflow_governance.engine.commands import (
     may,
     revoke_role,
     set_field,
+    set_monitors,
 )
 from mlflow_governance.engine.state import Entity, load
 from mlflow_governance.engine.transaction import (
     ANONYMOUS,
+    record,
     refusal,
     refuse_and_record,
     run,
@@ -45,12 +47,14 @@ __all__ = [
     "load",
     "may",
     "reconciliation",
+    "record",
     "refusal",
     "refuse_and_record",
     "revoke_role",
     "roles_of",
     "run",
     "set_field",
+    "set_monitors",
     "status",
     "tasks",
     "verify",

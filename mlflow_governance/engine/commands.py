@@ -19,7 +19,7 @@ from mlflow.store.model_registry.dbmodels.models import (
 from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 from sqlalchemy.orm import Session
 
-from mlflow_governance import audit, config, effects, roles, workflow
+from mlflow_governance import config, effects, roles, workflow
 from mlflow_governance.engine.state import Entity, SessionTarget, attempt, load, refresh_glance, touch
 from mlflow_governance.engine.transaction import Operation
 from mlflow_governance.engine.views import status_of
@@ -89,16 +89,7 @@ def initiate(
         stage = workflow.CANDIDACY_REVIEW
         effects.initiate(SessionTarget(session, store, e), stage, inventory_id, actor, values)
         touch(session, e)
-        audit.append(
-            session,
-            actor=actor,
-            role=workflow.MODEL_OWNER,
-            model=model,
-            action=workflow.INITIATE,
-            outcome="allowed",
-            to_stage=stage,
-            fields={"inventory_id": inventory_id, **values},
-        )
+        op.record(session, role=workflow.MODEL_OWNER, to_stage=stage, fields={"inventory_id": inventory_id, **values})
         return inventory_id
 
     return op.run(body)
@@ -134,19 +125,7 @@ def act(
         assert row is not None
         effects.move(SessionTarget(session, store, e), row, actor, comment, new_fields)
         touch(session, e)
-        audit.append(
-            session,
-            actor=actor,
-            role=row.role,
-            model=model,
-            version=e.version,
-            action=action,
-            outcome="allowed",
-            from_stage=row.source,
-            to_stage=row.dest,
-            fields=new_fields,
-            comment=comment,
-        )
+        op.record(session, role=row.role, version=e.version, from_stage=row.source, to_stage=row.dest)
         refresh_glance(session, store, model)
         return status_of(session, store, model, e.version)
 
@@ -206,18 +185,43 @@ def set_field(
             raise op.refuse(session, denied.kind, message_of(denied), stage=e.stage, role=role)
         effects.fill(SessionTarget(session, store, e), {name: value})
         touch(session, e)
-        audit.append(
-            session,
-            actor=actor,
-            role=role,
-            model=model,
-            version=e.version,
-            action=workflow.SET_FIELD,
-            outcome="allowed",
-            from_stage=e.stage,
-            to_stage=e.stage,
-            fields={name: value},
-        )
+        op.record(session, role=role, version=e.version, from_stage=e.stage, to_stage=e.stage)
+        return status_of(session, store, model, e.version)
+
+    return op.run(body)
+
+
+def set_monitors(store: SqlAlchemyStore, model: str, version: int, config: Mapping[str, Any]) -> dict[str, Any]:
+    """Record the monitor configuration in force for a version (`workflow.may_set_monitors`).
+
+    The configuration is checked (`monitoring.config.parse_config`) and stored in its canonical
+    form with its digest; the audit row carries both, so the rule behind any figure can be read
+    back from the trail.
+    """
+    from mlflow_governance.monitoring.config import MonitorConfigError, parse_config
+
+    actor = current_user()
+    try:
+        parsed = parse_config(config)
+        values = {"monitor_config": parsed.canonical_json(), "monitor_config_digest": parsed.digest()}
+        problem = None
+    except MonitorConfigError as exc:
+        values, problem = {}, str(exc)
+    op = Operation(store, workflow.SET_MONITORS, actor, model, version, values)
+
+    def body(session: Session) -> dict[str, Any]:
+        e = load(store, session, model, version)
+        role, denied = workflow.may_set_monitors(attempt(session, e, workflow.SET_MONITORS, actor))
+        if denied is None and problem:
+            denied = workflow.Refusal(workflow.INVALID, problem)
+        if denied is None and len(values["monitor_config"]) > workflow.MAX_FIELD_LENGTH:
+            denied = workflow.Refusal(workflow.INVALID, f"the monitor configuration is {len(values['monitor_config'])}"
+                                                        f" characters long; the limit is {workflow.MAX_FIELD_LENGTH}")
+        if denied is not None:
+            raise op.refuse(session, denied.kind, message_of(denied), stage=e.stage, role=role)
+        effects.set_monitors(SessionTarget(session, store, e), values)
+        touch(session, e)
+        op.record(session, role=role, version=e.version, from_stage=e.stage, to_stage=e.stage)
         return status_of(session, store, model, e.version)
 
     return op.run(body)
@@ -249,8 +253,7 @@ def _role_change(store: SqlAlchemyStore, user: str, role: str, grant: bool) -> b
         if not user:
             raise op.refuse(session, "invalid", "a user name is required")
         changed = roles.grant(session, user, role, actor) if grant else roles.revoke(session, user, role)
-        audit.append(session, actor=actor, action=action, fields=dict(op.fields), role=workflow.ADMIN,
-                     outcome="allowed" if changed else "unchanged")
+        op.record(session, role=workflow.ADMIN, outcome="allowed" if changed else "unchanged")
         return changed
 
     return op.run(body)

@@ -25,7 +25,8 @@ from mlflow.store.model_registry.dbmodels.models import (
 from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 from sqlalchemy.orm import Session
 
-from mlflow_governance import audit, config, effects, roles, workflow
+from mlflow_governance import config, effects, roles, workflow
+from mlflow_governance.engine.transaction import record
 from mlflow_governance.tags import (
     TAG_DEVELOPER,
     TAG_FIELD_PREFIX,
@@ -198,18 +199,8 @@ def decommission_version(
     if retire is None:
         return
     effects.move(SessionTarget(session, store, ve), retire, actor, comment, {})
-    audit.append(
-        session,
-        actor=actor,
-        role=retire.role,
-        model=model,
-        version=version,
-        action=workflow.DECOMMISSION,
-        outcome="allowed",
-        from_stage=old_stage,
-        to_stage=retire.dest,
-        comment=comment,
-    )
+    record(session, actor=actor, role=retire.role, model=model, version=version, action=workflow.DECOMMISSION,
+           from_stage=old_stage, to_stage=retire.dest, comment=comment)
 
 
 def refresh_glance(session: Session, store: SqlAlchemyStore, model: str) -> None:

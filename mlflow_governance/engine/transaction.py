@@ -111,6 +111,26 @@ def refusal(
     return Refused(GovernanceError(kind, message))
 
 
+def record(
+    session: Session,
+    *,
+    actor: str | None,
+    action: str,
+    outcome: str = "allowed",
+    role: str | None = None,
+    model: str | None = None,
+    version: int | None = None,
+    from_stage: str | None = None,
+    to_stage: str | None = None,
+    fields: Mapping[str, str] | None = None,
+    comment: str | None = None,
+) -> None:
+    """Append the audit row of an operation that went through, in ``session``'s transaction."""
+    audit.append(session, actor=actor or ANONYMOUS, role=role, model=model, version=version, action=action,
+                 outcome=outcome, from_stage=from_stage, to_stage=to_stage, fields=dict(fields or {}),
+                 comment=comment)
+
+
 @dataclass
 class Operation:
     """One governance operation: who does what to which entity, with which inputs.
@@ -132,6 +152,15 @@ class Operation:
         """The audit row of this refused operation, to ``raise`` inside `run`."""
         return refusal(session, kind, message, actor=self.actor, action=self.action, model=self.model,
                        version=self.version, stage=stage, role=role, fields=self.fields, comment=self.comment)
+
+    def record(self, session: Session, *, role: str | None = None, version: int | None = None,
+               from_stage: str | None = None, to_stage: str | None = None,
+               fields: Mapping[str, str] | None = None, outcome: str = "allowed") -> None:
+        """The audit row of this operation once it went through (``fields`` replace the inputs,
+        for example to add what the operation assigned; ``version`` names one it resolved)."""
+        record(session, actor=self.actor, action=self.action, outcome=outcome, role=role, model=self.model,
+               version=self.version if version is None else version, from_stage=from_stage,
+               to_stage=to_stage, fields=self.fields if fields is None else fields, comment=self.comment)
 
     def run(self, fn: Callable[[Session], T]) -> T:
         return run(self.store, fn)

@@ -20,6 +20,8 @@ from mlflow_governance.tags import (
     TAG_DEVELOPER,
     TAG_IN_FLIGHT,
     TAG_INVENTORY_ID,
+    TAG_MONITORS,
+    TAG_MONITORS_DIGEST,
     TAG_PRODUCTION,
     TAG_STAGE,
     TAG_UPDATED_BY,
@@ -65,7 +67,12 @@ def status_of(session: Session, store: SqlAlchemyStore, model: str, version: int
         out["versions"].append({"version": v, **_entity_status(ve)})
     if version is not None:
         ve = load(store, session, model, version)
-        out["version"] = {"version": int(version), **_entity_status(ve)}
+        out["version"] = {
+            "version": int(version),
+            **_entity_status(ve),
+            # the monitor configuration in force (canonical JSON) and its digest; None: none recorded
+            "monitors": {"config": ve.tags.get(TAG_MONITORS), "digest": ve.tags.get(TAG_MONITORS_DIGEST)},
+        }
     return out
 
 

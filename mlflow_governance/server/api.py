@@ -158,6 +158,17 @@ def set_field(data):
     )
 
 
+def set_monitors(data):
+    version = _version(data)
+    if version is None:
+        raise MlflowException("version is required: a monitor configuration belongs to a version",
+                              error_code=INVALID_PARAMETER_VALUE)
+    config = data.get("config")
+    if not isinstance(config, dict):
+        raise MlflowException("config must be an object (the monitor configuration)", error_code=INVALID_PARAMETER_VALUE)
+    return engine.set_monitors(governed_store(), _text(data, "model"), version, config)
+
+
 def _flag(data: dict[str, Any], key: str) -> bool:
     value = data.get(key)
     if value in (None, False, True):
@@ -275,6 +286,7 @@ ROUTES: tuple[tuple[str, str, Callable[[dict], Any], str | None], ...] = (
     ("/models/initiate", "POST", initiate, None),  # EDIT on an existing model, checked inside
     ("/models/transition", "POST", transition, EDIT),
     ("/models/set-field", "POST", set_field, EDIT),
+    ("/models/monitors", "POST", set_monitors, EDIT),
     ("/models/status", "GET", status, READ),
     ("/models/may", "POST", may, READ),  # writes nothing; POST for the fields it is asked about
     ("/tasks", "GET", tasks, None),

@@ -29,7 +29,7 @@ from mlflow_governance.training import drift
 from mlflow_governance.training.data import LabeledData, Split
 from mlflow_governance.training.pipeline import trusted_types
 from mlflow_governance.training.search import evaluate
-from mlflow_governance.training.statistics import training_data_statistics
+from mlflow_governance.training.statistics import REFERENCE_ARTIFACT, reference_sample, training_data_statistics
 
 MODEL_NAME = "model"
 DRIFT_MODEL_NAME = "drift_detection_model"
@@ -235,6 +235,12 @@ def publish(
     test_metrics = evaluate(primary, split.X_test, split.y_test)
     mlflow.log_metrics({f"test_{k}": v for k, v in test_metrics.items()})
     stats = training_data_statistics(data, split.sizes(), seed=split.seed, source=source)
+    # What the monitors compare with: the training-time accuracy and the reference sample.
+    stats["training_accuracy"] = {"value": test_metrics["accuracy"], "measured_on": "test split"}
+    with tempfile.TemporaryDirectory() as tmp:
+        sample = Path(tmp) / Path(REFERENCE_ARTIFACT).name
+        reference_sample(data, seed=split.seed).to_parquet(sample, index=False)
+        mlflow.log_artifact(str(sample), str(Path(REFERENCE_ARTIFACT).parent))
     mlflow.log_dict(stats, STATISTICS)
     drift_uri, report = log_drift_model(primary, split)
     info = log_sklearn_model(
