@@ -1,0 +1,286 @@
+"""The production monitor: the validation monitors on live traffic, and usability turned red.
+
+Every ``every_rows`` newly logged rows or ``every_seconds`` (whichever comes first, and only when
+there is something new), off the request path, the `Watcher` reads the most recent
+``window_rows`` scored rows of the served version from the payload table with the labels that
+feedback has brought, and evaluates them with the monitors of `mlflow_governance.monitoring`
+against the version's reference and the configuration in force (the one recorded on the version,
+else the defaults). Each evaluation is an MLflow run linked to the version (figures as metrics,
+evidently's HTML report as an artifact) and a row of ``mlgov_monitor_evaluation``. On a breach,
+usability is set to reject through the governance core as the watcher's own identity (a
+ModelMonitor service user, configured like any client's), audited with the figures in the comment;
+the scoring workers then refuse with 423 until the owner re-accepts. A staging version is
+evaluated and recorded but never changes usability.
+
+`mlgov monitor` / ``mlflow run . -e monitor`` runs one evaluation as a batch job (`run_batch`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from mlflow_governance import workflow
+from mlflow_governance.monitoring.base import BREACH
+from mlflow_governance.sidecar import schema
+
+log = logging.getLogger(__name__)
+DEFAULT_EVERY_ROWS = 1000
+DEFAULT_EVERY_SECONDS = 20.0
+DEFAULT_WINDOW_ROWS = 5000
+POLL_SECONDS = 1.0
+
+
+def default_payload_url() -> str:
+    """SQLite in the working directory, the same default the scoring workers use."""
+    return f"sqlite:///{Path.cwd() / 'mlgov-payloads.db'}"
+
+
+def read_window(engine: sa.Engine, model: str, version: int, rows: int, staging: bool = False):
+    """The latest ``rows`` scored rows of ``model`` version ``version`` as a monitor `Window`,
+    with the latest feedback label of each row where there is one; (window, last seq) or (None, 0)."""
+    from mlflow_governance.monitoring.base import Window
+    from mlflow_governance.training.data import feature_frame
+
+    p, f = schema.payload, schema.feedback
+    latest = (
+        sa.select(f.c.request_id, sa.func.max(f.c.seq).label("seq")).group_by(f.c.request_id).subquery("latest")
+    )
+    query = (
+        sa.select(p.c.seq, p.c.features, p.c.prediction, p.c.probability, latest.c.seq.label("fseq"))
+        .select_from(p.outerjoin(latest, latest.c.request_id == p.c.request_id))
+        .where(p.c.model == model, p.c.version == int(version), p.c.staging == bool(staging))
+        .order_by(p.c.seq.desc())
+        .limit(int(rows))
+    )
+    with engine.connect() as conn:
+        found = conn.execute(query).all()
+        labels_by_seq: dict[int, int] = {}
+        fseqs = [r.fseq for r in found if r.fseq is not None]
+        for start in range(0, len(fseqs), 500):
+            chunk = fseqs[start : start + 500]
+            for seq, value in conn.execute(sa.select(f.c.seq, f.c.label).where(f.c.seq.in_(chunk))):
+                labels_by_seq[int(seq)] = int(value)
+    if not found:
+        return None, 0
+    found = found[::-1]  # oldest first
+    features = feature_frame(pd.DataFrame([json.loads(r.features) for r in found]))
+    labels = np.array([labels_by_seq.get(r.fseq, np.nan) if r.fseq is not None else np.nan for r in found],
+                      dtype="float64")
+    window = Window(features, np.array([r.prediction for r in found], dtype="int64"),
+                    np.array([r.probability for r in found], dtype="float64"), labels)
+    return window, int(found[-1].seq)
+
+
+def new_rows(engine: sa.Engine, model: str, version: int, after_seq: int, staging: bool = False) -> tuple[int, int]:
+    """(rows logged after ``after_seq``, the highest seq) for the served version."""
+    p = schema.payload
+    query = sa.select(sa.func.count(), sa.func.max(p.c.seq)).where(
+        p.c.model == model, p.c.version == int(version), p.c.staging == bool(staging), p.c.seq > int(after_seq))
+    with engine.connect() as conn:
+        count, top = conn.execute(query).one()
+    return int(count or 0), int(top or after_seq)
+
+
+def breach_comment(evaluation, run_id: str | None) -> str:
+    """The audit comment of a monitor's reject: every breached figure against its bound."""
+    parts = []
+    for result in evaluation.results:
+        for f in result.figures:
+            if f.verdict == BREACH:
+                value = "undefined" if f.value is None else f"{f.value:.4f}"
+                parts.append(f"{result.monitor}: {f.key}={value} (needs {f.comparison} {f.threshold})")
+    run = f"; evaluation run {run_id}" if run_id else ""
+    return f"monitor breach on live traffic: {'; '.join(parts)}{run}; configuration {evaluation.digest}"
+
+
+def breaches_of(evaluation) -> list[dict[str, Any]]:
+    return [
+        {"monitor": r.monitor, "key": f.key, "value": f.value, "threshold": f.threshold, "comparison": f.comparison}
+        for r in evaluation.results
+        for f in r.figures
+        if f.verdict == BREACH
+    ]
+
+
+@dataclass
+class Watcher:
+    """Evaluates the served version's recent traffic and turns its usability red on a breach."""
+
+    model: str
+    version: int | None = None
+    alias: str | None = None
+    payload_url: str | None = None
+    every_rows: int = DEFAULT_EVERY_ROWS
+    every_seconds: float = DEFAULT_EVERY_SECONDS
+    staging: bool = False
+    window_rows: int = DEFAULT_WINDOW_ROWS
+    experiment: str | None = None
+    client: Any = None
+    last: dict[str, Any] = field(default_factory=dict)
+    _engine: sa.Engine | None = field(default=None, repr=False)
+    _prepared: dict[tuple[int, str], Any] = field(default_factory=dict, repr=False)
+    _seen_seq: int = 0
+    _last_run: float = 0.0
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    @property
+    def engine(self) -> sa.Engine:
+        if self._engine is None:
+            self._engine = sa.create_engine(self.payload_url or default_payload_url(), pool_pre_ping=True)
+            schema.create_all(self._engine)
+        return self._engine
+
+    @property
+    def governance(self):
+        if self.client is None:
+            from mlflow_governance.client import GovernanceClient
+
+            self.client = GovernanceClient()
+        return self.client
+
+    def served_version(self) -> tuple[int | None, dict[str, Any]]:
+        """The version to watch (the given one, else the production alias's) and its status."""
+        status = self.governance.status(self.model, self.version)
+        version = self.version if self.version is not None else status.get("production_version")
+        if version is None:
+            return None, {}
+        if self.version is None:
+            status = self.governance.status(self.model, version)
+        return int(version), status["version"]
+
+    def _monitors(self, version: int, status: dict[str, Any]):
+        """The monitors for ``version`` under its configuration in force, prepared once."""
+        from mlflow_governance.monitoring import suite
+        from mlflow_governance.monitoring.config import default_config, parse_config
+        from mlflow_governance.validation.inputs import load_version
+
+        recorded = (status.get("monitors") or {}).get("config")
+        config = parse_config(json.loads(recorded)) if recorded else default_config()
+        key = (version, config.digest())
+        if key not in self._prepared:
+            under_test = load_version(self.model, version, status.get("fields") or {})
+            self._prepared = {key: (config, suite.build_monitors(config, under_test.reference))}
+        return self._prepared[key]
+
+    # --- one evaluation ------------------------------------------------------------------
+
+    def run_once(self):
+        """Evaluate the recent window now; returns the `Evaluation`, or None when there is nothing
+        to evaluate (no served version, no rows)."""
+        from mlflow_governance.monitoring import suite
+
+        version, status = self.served_version()
+        if version is None:
+            self.last = {"verdict": None, "reason": f"{self.model!r} has no production version to watch"}
+            return None
+        window, top = read_window(self.engine, self.model, version, self.window_rows, self.staging)
+        if window is None:
+            self.last = {"verdict": None, "version": version, "reason": "no scored rows yet"}
+            return None
+        config, monitors = self._monitors(version, status)
+        evaluation = suite.evaluate(monitors, window, config.digest())
+        run_id = self._log_run(version, evaluation, window, monitors)
+        action = None
+        comment = None
+        if (evaluation.verdict == BREACH and not self.staging and status.get("stage") == workflow.READY_TO_USE
+                and status.get("usability") == workflow.USABILITY_ACCEPT):
+            comment = breach_comment(evaluation, run_id)
+            try:
+                self.governance.transition(self.model, workflow.REJECT, version, comment=comment)
+                action = workflow.USABILITY_REJECT
+                log.warning("usability of %s version %s turned to reject: %s", self.model, version, comment)
+            except Exception as exc:  # noqa: BLE001 - recorded and retried at the next evaluation
+                comment = f"the reject was refused: {getattr(exc, 'message', None) or exc}"
+                log.error("monitor could not reject %s version %s: %s", self.model, version, comment)
+        self._record(version, len(window), evaluation, run_id, action)
+        self._seen_seq, self._last_run = top, time.monotonic()
+        self.last = {"verdict": evaluation.verdict, "version": version, "reason": evaluation.reason,
+                     "run_id": run_id, "usability_action": action, "comment": comment,
+                     "figures": evaluation.figures()}
+        return evaluation
+
+    def _log_run(self, version: int, evaluation, window, monitors) -> str | None:
+        """One MLflow run per evaluation, linked to the version (metrics on its logged model)."""
+        import mlflow
+        from mlflow import MlflowClient
+
+        try:
+            experiment = self.experiment or f"{self.model}-monitoring"
+            mlflow.set_experiment(experiment)
+            metrics = {k: float(f["value"]) for k, f in evaluation.figures().items() if f.get("value") is not None}
+            with mlflow.start_run(run_name=f"monitor {self.model} v{version}") as run:
+                mlflow.set_tags({"governed_model": self.model, "governed_version": str(version),
+                                 "mlgov_monitor_verdict": evaluation.verdict, "mlgov_staging": str(self.staging),
+                                 "monitor_config_digest": evaluation.digest})
+                mlflow.log_params({"window_rows": len(window), "governed_version": version})
+                mlflow.log_metrics(metrics)
+                model_id = getattr(MlflowClient().get_model_version(self.model, str(version)), "model_id", None)
+                if model_id:
+                    mlflow.log_metrics({f"monitor.{k}": v for k, v in metrics.items()}, model_id=model_id)
+                mlflow.log_dict(evaluation.to_dict(), "monitoring/evaluation.json")
+                drift = next((m for m in monitors if getattr(m, "name", "") == "drift"), None)
+                if drift is not None and hasattr(drift, "evidently_html"):
+                    with tempfile.TemporaryDirectory() as tmp:
+                        page = Path(tmp) / "evidently_drift.html"
+                        page.write_text(drift.evidently_html(window))
+                        mlflow.log_artifact(str(page), "monitoring")
+                return run.info.run_id
+        except Exception as exc:  # noqa: BLE001 - the verdict still counts without its run
+            log.error("could not log the monitoring run for %s version %s: %s", self.model, version, exc)
+            return None
+
+    def _record(self, version: int, rows: int, evaluation, run_id: str | None, action: str | None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(schema.evaluation.insert().values(
+                ts=int(time.time() * 1000), model=self.model, version=version, rows=rows,
+                verdict=evaluation.verdict, reason=evaluation.reason,
+                figures=json.dumps(evaluation.figures(), default=str), breaches=json.dumps(breaches_of(evaluation)),
+                run_id=run_id, usability_action=action, config_digest=evaluation.digest,
+            ))
+
+    # --- the schedule --------------------------------------------------------------------
+
+    def due(self) -> bool:
+        """Whether enough rows or enough time have passed since the last evaluation."""
+        version, _ = self.served_version()
+        if version is None:
+            return False
+        count, _ = new_rows(self.engine, self.model, version, self._seen_seq, self.staging)
+        if count == 0:
+            return False
+        if self.every_rows and count >= self.every_rows:
+            return True
+        return bool(self.every_seconds) and time.monotonic() - self._last_run >= self.every_seconds
+
+    def loop(self, stop: threading.Event) -> None:
+        """Evaluate whenever `due`, until ``stop`` is set; errors are logged and retried."""
+        if not self.every_rows and not self.every_seconds:
+            return
+        self._last_run = time.monotonic()
+        while not stop.is_set():
+            try:
+                if self.due():
+                    self.run_once()
+            except Exception as exc:  # noqa: BLE001 - the monitor keeps running; the error is logged
+                log.error("production monitor of %s: %s", self.model, getattr(exc, "message", None) or exc)
+            stop.wait(POLL_SECONDS)
+
+
+def run_batch(model: str, payload_url: str, version: int | None = None, window_rows: int = DEFAULT_WINDOW_ROWS,
+              staging: bool = False):
+    """One evaluation over the payload table (`mlgov monitor`, ``mlflow run . -e monitor``)."""
+    watcher = Watcher(model=model, version=version, payload_url=payload_url, window_rows=window_rows,
+                      staging=staging)
+    return watcher, watcher.run_once()

@@ -1,0 +1,184 @@
+"""The production monitor (`sidecar.watch`): live windows of scored rows, and usability turned red.
+
+Scored rows are written to a real payload database in the shape the scoring workers write them
+(features as scored, prediction and probability from `scoring.score` of the registered version),
+then the watcher evaluates them with the version's monitors. Summer flights (July, far from the
+January and February training months) breach and turn usability to reject, audited as the
+ModelMonitor; more winter flights do not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from mlflow import MlflowClient
+
+from mlflow_governance import workflow as wf
+from mlflow_governance.client import GovernanceClient
+from mlflow_governance.model_files import load_mlflow_sklearn
+from mlflow_governance.scoring import score
+from mlflow_governance.sidecar import schema
+from mlflow_governance.sidecar.watch import Watcher, read_window
+from mlflow_governance.training.data import FEATURES, feature_frame
+from tests.conftest import acting
+from tests.plugins.training_fixtures import REPO
+
+ROWS = 5000
+
+
+@pytest.fixture(autouse=True)
+def _quiet(monkeypatch):
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+@pytest.fixture
+def payloads(tmp_path) -> str:
+    url = f"sqlite:///{tmp_path / 'payloads.db'}"
+    schema.create_all(sa.create_engine(url))
+    return url
+
+
+def log_rows(url: str, reg, frame: pd.DataFrame, staging: bool = False) -> list[str]:
+    """Score ``frame`` with the registered version and log it as the workers do; returns request ids."""
+    model, _ = load_mlflow_sklearn(reg.model_uri, Path(os.environ.get("TMPDIR", "/tmp")) / uuid.uuid4().hex)
+    features = feature_frame(frame)
+    prediction, probability = score(model, features)
+    ids = [uuid.uuid4().hex for _ in range(len(frame))]
+    now = int(time.time() * 1000)
+    records = features.astype(object).where(features.notna(), None).to_dict(orient="records")
+    rows = [
+        {"request_id": i, "ts": now, "model": reg.model, "version": reg.version, "staging": staging,
+         "features": json.dumps(r), "prediction": int(p), "probability": float(q)}
+        for i, r, p, q in zip(ids, records, prediction, probability, strict=True)
+    ]
+    with sa.create_engine(url).begin() as conn:
+        conn.execute(schema.payload.insert(), rows)
+    return ids
+
+
+def test_summer_traffic_turns_usability_red(production_registry, payloads, summer_flights):
+    reg = production_registry
+    log_rows(payloads, reg, summer_flights.sample(n=ROWS, random_state=1))
+    with acting("mona"):
+        watcher = Watcher(model=reg.model, payload_url=payloads)
+        evaluation = watcher.run_once()
+    assert evaluation.verdict == "breach"
+    drift = evaluation.result("drift")
+    assert drift.verdict == "breach"
+    status = GovernanceClient().status(reg.model, reg.version)
+    assert status["version"]["usability"] == wf.USABILITY_REJECT
+    assert "REFUSED" in status["production"]
+    row = GovernanceClient().audit(reg.model)[-1]
+    assert (row["action"], row["actor"], row["role"], row["outcome"]) == ("reject", "mona", wf.MODEL_MONITOR, "allowed")
+    assert "drift.share_drifted=" in row["comment"] and watcher.last["run_id"] in row["comment"]
+    with sa.create_engine(payloads).connect() as conn:
+        recorded = conn.execute(sa.select(schema.evaluation)).all()
+    assert len(recorded) == 1 and recorded[0].usability_action == "reject" and recorded[0].rows == ROWS
+    assert any(b["monitor"] == "drift" and b["key"] == "drift.share_drifted" for b in json.loads(recorded[0].breaches))
+    run = MlflowClient().get_run(watcher.last["run_id"])
+    assert run.data.tags["mlgov_monitor_verdict"] == "breach" and run.data.tags["governed_version"] == str(reg.version)
+    assert run.data.metrics["drift.share_drifted"] == pytest.approx(evaluation.figures()["drift.share_drifted"]["value"])
+    assert {a.path for a in MlflowClient().list_artifacts(run.info.run_id, "monitoring")} >= {
+        "monitoring/evaluation.json", "monitoring/evidently_drift.html"}
+    # A second breach does not reject again: the version already waits for its owner.
+    log_rows(payloads, reg, summer_flights.sample(n=1000, random_state=2))
+    with acting("mona"):
+        assert watcher.run_once().verdict == "breach"
+    assert watcher.last["usability_action"] is None
+    assert [r["action"] for r in GovernanceClient().audit(reg.model)].count("reject") == 1
+    assert GovernanceClient().verify_audit()["ok"]
+
+
+def test_winter_traffic_passes_and_feedback_reaches_quality(production_registry, payloads, winter_flights):
+    reg = production_registry
+    sample = winter_flights[winter_flights["DELAYED"].notna()].sample(n=ROWS, random_state=3).reset_index(drop=True)
+    ids = log_rows(payloads, reg, sample)
+    labelled = sample.index[:3000]
+    with sa.create_engine(payloads).begin() as conn:
+        conn.execute(schema.feedback.insert(), [
+            {"request_id": ids[i], "ts": 1, "label": 1 - int(sample.loc[i, "DELAYED"])} for i in labelled[:10]])
+        conn.execute(schema.feedback.insert(), [  # a later correction wins over the first label
+            {"request_id": ids[i], "ts": 2, "label": int(sample.loc[i, "DELAYED"])} for i in labelled])
+    with acting("mona"):
+        evaluation = Watcher(model=reg.model, payload_url=payloads).run_once()
+    assert evaluation.verdict == "pass", evaluation.reason
+    assert GovernanceClient().status(reg.model, reg.version)["version"]["usability"] == wf.USABILITY_ACCEPT
+    from sklearn.metrics import accuracy_score
+
+    model, _ = load_mlflow_sklearn(reg.model_uri, Path(os.environ.get("TMPDIR", "/tmp")) / uuid.uuid4().hex)
+    prediction, _ = score(model, feature_frame(sample.loc[labelled]))
+    expected = accuracy_score(sample.loc[labelled, "DELAYED"].astype(int), prediction)
+    assert evaluation.figures()["quality.accuracy"]["value"] == pytest.approx(expected, abs=1e-12)
+    window, top = read_window(sa.create_engine(payloads), reg.model, reg.version, ROWS)
+    assert len(window) == ROWS and int((~pd.isna(window.labels)).sum()) == len(labelled)
+    assert list(window.features.columns) == list(FEATURES)
+
+
+def test_staging_rows_are_judged_but_never_change_usability(production_registry, payloads, summer_flights):
+    reg = production_registry
+    log_rows(payloads, reg, summer_flights.sample(n=ROWS, random_state=4), staging=True)
+    with acting("mona"):
+        watcher = Watcher(model=reg.model, version=reg.version, payload_url=payloads, staging=True)
+        assert watcher.run_once().verdict == "breach"
+        # The production rows are another window: there are none.
+        assert Watcher(model=reg.model, payload_url=payloads).run_once() is None
+    assert GovernanceClient().status(reg.model, reg.version)["version"]["usability"] == wf.USABILITY_ACCEPT
+
+
+def test_the_loop_evaluates_every_n_rows_and_stops(production_registry, payloads, winter_flights):
+    reg = production_registry
+    stop = threading.Event()
+    with acting("mona"):
+        watcher = Watcher(model=reg.model, payload_url=payloads, every_rows=2500, every_seconds=0)
+        thread = threading.Thread(target=watcher.loop, args=(stop,), daemon=True)
+        thread.start()
+        try:
+            log_rows(payloads, reg, winter_flights.sample(n=1000, random_state=5))
+            time.sleep(2.5)
+            engine = sa.create_engine(payloads)
+            with engine.connect() as conn:
+                assert conn.execute(sa.select(sa.func.count()).select_from(schema.evaluation)).scalar() == 0
+            log_rows(payloads, reg, winter_flights.sample(n=2000, random_state=6))
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                with engine.connect() as conn:
+                    done = conn.execute(sa.select(schema.evaluation.c.rows)).scalars().all()
+                if done:
+                    break
+                time.sleep(0.5)
+            assert done == [3000]
+        finally:
+            stop.set()
+            thread.join(timeout=30)
+    assert not thread.is_alive()
+
+
+def test_mlflow_run_monitor_as_a_batch_job(production_registry, payloads, summer_flights, tmp_path):
+    reg = production_registry
+    log_rows(payloads, reg, summer_flights.sample(n=ROWS, random_state=7))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLGOV_"))}
+    env.update(reg.env(), MLGOV_USER="mona", MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+               PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "mlflow"), "run", str(REPO), "-e", "monitor", "--env-manager", "local",
+         "-P", f"model={reg.model}", "-P", f"payload_url={payloads}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode != 0 and "usability turned to reject" in done.stdout, done.stdout + done.stderr[-3000:]
+    assert GovernanceClient().status(reg.model, reg.version)["version"]["usability"] == wf.USABILITY_REJECT
+    refused = subprocess.run(
+        [str(Path(sys.executable).parent / "mlgov"), "monitor", "--model", reg.model, "--payload-url", payloads],
+        cwd=tmp_path, env={**env, "MLGOV_USER": "olivia"}, capture_output=True, text=True, timeout=600,
+    )
+    # Already red: judged again, no second reject, exit 5 for the breach.
+    assert refused.returncode == 5, refused.stderr
