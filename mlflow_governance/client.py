@@ -8,6 +8,7 @@ acting as ``MLGOV_USER`` (development mode); an ``http(s)`` URI talks to a gover
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from mlflow.exceptions import MlflowException
@@ -63,9 +64,17 @@ class GovernanceClient:
     def backend(self) -> Any:
         if self._backend is None:
             if self.remote:
-                from mlflow_governance.rest_client import RestGovernance
+                from mlflow.protos.databricks_pb2 import UNAUTHENTICATED
 
-                self._backend = RestGovernance(self.registry_uri)
+                from mlflow_governance.rest_client import RestGovernance, credentials_problem
+
+                backend = RestGovernance(self.registry_uri)
+                username = backend.auth[0] if backend.auth else None
+                problem = credentials_problem(username, backend.auth[1] if backend.auth else None)
+                if problem and (os.environ.get("MLGOV_USER") or username):
+                    # A local-mode identity, or half the credentials: say what to set before any call.
+                    raise MlflowException(f"{problem} (registry {self.registry_uri})", error_code=UNAUTHENTICATED)
+                self._backend = backend
             else:
                 self._backend = LocalGovernance(governed_store(self.registry_uri))
         return self._backend

@@ -11,9 +11,38 @@ from typing import Any
 
 import requests
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, ErrorCode
+from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, TEMPORARILY_UNAVAILABLE, ErrorCode
 
 PREFIX = "/api/2.0/mlflow-governance"
+
+
+class ServerUnreachable(MlflowException):
+    """The governance server did not answer: one line naming the URL (``mlgov`` exits 6)."""
+
+    def __init__(self, base_url: str, exc: requests.RequestException, timeout: float):
+        if isinstance(exc, requests.Timeout):
+            why = f"no answer within {timeout:g} s"
+        elif isinstance(exc, requests.exceptions.SSLError):
+            why = "TLS handshake failed"
+        elif isinstance(exc, requests.ConnectionError):
+            why = "connection refused or host unreachable"
+        else:
+            why = type(exc).__name__
+        super().__init__(f"cannot reach the governance server at {base_url} ({why}): is it running? "
+                         "(mlgov server start, or check MLFLOW_TRACKING_URI)", error_code=TEMPORARILY_UNAVAILABLE)
+
+
+def credentials_problem(username: str | None, password: str | None) -> str | None:
+    """Why a governance server cannot know who is acting, or None: one line saying what to set."""
+    if username and password:
+        return None
+    if os.environ.get("MLGOV_USER") and not username:
+        return ("MLGOV_USER names the acting user only against a local registry; against a governance "
+                "server set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")
+    if username and not password:
+        return "MLFLOW_TRACKING_USERNAME is set but MLFLOW_TRACKING_PASSWORD is not"
+    return ("no credentials for the governance server: set MLFLOW_TRACKING_USERNAME and "
+            "MLFLOW_TRACKING_PASSWORD (the server's basic-auth user)")
 
 
 class RestGovernance:
@@ -39,13 +68,15 @@ class RestGovernance:
                 timeout=self.timeout,
             )
         except requests.RequestException as exc:
-            raise MlflowException(f"cannot reach the governance server at {self.base_url}: {exc}") from exc
+            raise ServerUnreachable(self.base_url, exc, self.timeout) from None
         if resp.status_code >= 400:
             try:
                 err = resp.json()
                 message, code = err.get("message", resp.text), err.get("error_code", "INTERNAL_ERROR")
             except ValueError:
                 message, code = resp.text.strip() or resp.reason, None
+            if resp.status_code == 401 and self.auth is None:
+                message = credentials_problem(None, None) or message
             if code is None:
                 code = {401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "RESOURCE_DOES_NOT_EXIST"}.get(
                     resp.status_code, "INTERNAL_ERROR"

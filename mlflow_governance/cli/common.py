@@ -9,8 +9,11 @@ from typing import Any
 import click
 from mlflow.exceptions import MlflowException
 
-# Exit codes by MLflow error code: 2 bad input (click's own), 3 refused, 4 not found, 1 other.
+# Exit codes by MLflow error code: 2 bad input (click's own), 3 refused, 4 not found,
+# 6 server unreachable, 1 other (and a broken audit chain).
+EXIT_UNREACHABLE = 6
 EXIT_CODES = {
+    "TEMPORARILY_UNAVAILABLE": EXIT_UNREACHABLE,
     "PERMISSION_DENIED": 3,
     "UNAUTHENTICATED": 3,
     "RESOURCE_CONFLICT": 3,
@@ -27,11 +30,31 @@ class GovernanceGroup(click.Group):
         try:
             return super().invoke(ctx)
         except MlflowException as exc:
-            click.echo(f"Error: {exc.message}", err=True)
-            sys.exit(EXIT_CODES.get(exc.error_code, 1))
+            message, code = one_line(exc)
+            click.echo(f"Error: {message}", err=True)
+            sys.exit(code)
         except (ValueError, FileNotFoundError, PermissionError) as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(2)
+
+
+_UNREACHABLE_MARKS = ("Max retries exceeded", "Connection refused", "Failed to establish a new connection",
+                      "Name or service not known", "Read timed out")
+
+
+def one_line(exc: MlflowException) -> tuple[str, int]:
+    """(message, exit code) of an MLflow error for the shell: MLflow's own client reports an
+    unreachable tracking server as a paragraph of urllib3 internals; that becomes one line."""
+    message = exc.message
+    if exc.error_code != "TEMPORARILY_UNAVAILABLE" and any(m in message for m in _UNREACHABLE_MARKS):
+        import re
+
+        found = re.search(r"https?://[^\s'\"]+|host='([^']+)', port=(\d+)", message)
+        where = found.group(0) if found and not found.group(1) else (
+            f"http://{found.group(1)}:{found.group(2)}" if found else "the tracking server")
+        return (f"cannot reach {where} (connection refused or host unreachable): is the server running? "
+                "(check MLFLOW_TRACKING_URI)"), EXIT_UNREACHABLE
+    return message.splitlines()[0] if message else str(exc), EXIT_CODES.get(exc.error_code, 1)
 
 
 def parse_assignments(values: tuple[str, ...]) -> dict[str, str]:
