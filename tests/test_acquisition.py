@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import mlflow
 import numpy as np
@@ -117,6 +118,46 @@ def test_refused_seed_leaves_no_new_database_file(tmp_path):
     with pytest.raises(AcquisitionError, match="airports"):
         seed(f"sqlite:///{flights_db}", unreachable, [1])
     assert not flights_db.exists()
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "mysql"])
+def test_seed_creates_a_missing_server_database_when_asked(tmp_path, backend):
+    from click.testing import CliRunner
+
+    from mlflow_governance.cli.main import cli
+    from tests.conftest import PG_ADMIN_URL
+
+    if backend == "postgresql":
+        server_url = PG_ADMIN_URL.rsplit("/", 1)[0]
+    else:
+        server_url = os.environ.get("MLGOV_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306")
+        try:
+            sa.create_engine(server_url + "/mysql").connect().close()
+        except Exception as exc:  # noqa: BLE001
+            pytest.skip(f"no MariaDB/MySQL server at {server_url} ({type(exc).__name__}); set MLGOV_TEST_MYSQL_URL")
+    name = f"mlgov_seed_{os.urandom(4).hex()}"
+    url = f"{server_url}/{name}"
+    flights_url = f"sqlite:///{tmp_path / 'flights.db'}"
+    try:
+        refused = CliRunner().invoke(cli, ["sources", "seed", "--flights-url", flights_url, "--airports-url", url,
+                                           "--months", "1"])
+        assert refused.exit_code == 2 and "--create-database creates it" in refused.output, refused.output
+        done = CliRunner().invoke(cli, ["sources", "seed", "--flights-url", flights_url, "--airports-url", url,
+                                        "--months", "1", "--create-database"])
+        assert done.exit_code == 0, done.output
+        assert "created the airports database" in done.output and "created the flights" not in done.output
+        with sa.create_engine(url).connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM january_airport_information")).scalar() == 27004
+        again = CliRunner().invoke(cli, ["sources", "seed", "--flights-url", flights_url, "--airports-url", url,
+                                         "--months", "1", "--create-database"])
+        assert again.exit_code == 0 and "created the" not in again.output
+    finally:
+        admin = sa.create_engine(server_url + ("/postgres" if backend == "postgresql" else "/mysql"),
+                                 isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' if backend == "postgresql"
+                                 else f"DROP DATABASE IF EXISTS `{name}`"))
+        admin.dispose()
 
 
 # --- acquisition across engines and readers --------------------------------------------------

@@ -7,6 +7,8 @@ Any SQLAlchemy URL works. PostgreSQL and SQLite are also read through their ADBC
 
 from __future__ import annotations
 
+import re
+
 import importlib.util
 from pathlib import Path
 from urllib.parse import quote
@@ -84,9 +86,51 @@ def check_connection(engine: sa.Engine, role: str) -> None:
 
 def connection_error(exc: BaseException, engine: sa.Engine, role: str) -> AcquisitionError:
     """A message naming the database and the driver's reason, without its traceback."""
-    return AcquisitionError(
-        f"cannot connect to the {role} database {display_url(engine.url)}: {_first_line(getattr(exc, 'orig', exc))}"
-    )
+    reason = _first_line(getattr(exc, "orig", exc))
+    hint = ""
+    if engine.url.get_backend_name() in SERVER_DATABASES and ("does not exist" in reason or "Unknown database" in reason):
+        hint = " (mlgov sources seed --create-database creates it)"
+    return AcquisitionError(f"cannot connect to the {role} database {display_url(engine.url)}: {reason}{hint}")
+
+
+# Backends whose databases live on a server, with the database every server has to connect to.
+SERVER_DATABASES = {"postgresql": "postgres", "mysql": "information_schema", "mariadb": "information_schema"}
+
+
+def create_database_if_missing(engine: sa.Engine, role: str) -> bool:
+    """Create the PostgreSQL or MySQL/MariaDB database ``engine`` names if it does not exist.
+
+    Connects to a database every server has (PostgreSQL's ``postgres``, MySQL's ``information_schema``) with
+    the same credentials; returns True when it created the database. SQLite files are created by
+    connecting; other backends are refused.
+    """
+    backend = engine.url.get_backend_name()
+    name = engine.url.database
+    if backend == "sqlite":
+        return False
+    if backend not in SERVER_DATABASES or not name:
+        raise AcquisitionError(f"--create-database works for PostgreSQL and MySQL/MariaDB, not {backend!r}")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$-]{0,62}", name):
+        raise AcquisitionError(f"database name {name!r} of the {role} URL is not a plain identifier")
+    server = sa.create_engine(engine.url.set(database=SERVER_DATABASES[backend]), isolation_level="AUTOCOMMIT")
+    try:
+        with server.connect() as conn:
+            if backend == "postgresql":
+                exists = conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
+            else:
+                exists = conn.execute(sa.text("SELECT 1 FROM information_schema.schemata WHERE schema_name = :n"),
+                                      {"n": name}).first()
+            if exists:
+                return False
+            quoted = server.dialect.identifier_preparer.quote_identifier(name)
+            conn.execute(sa.text(f"CREATE DATABASE {quoted}"))
+            return True
+    except sa.exc.SQLAlchemyError as exc:
+        raise AcquisitionError(
+            f"cannot create the {role} database {display_url(engine.url)}: {_first_line(getattr(exc, 'orig', exc))}"
+        ) from None
+    finally:
+        server.dispose()
 
 
 def _first_line(exc: BaseException) -> str:

@@ -75,9 +75,10 @@ class SeedReport:
     tables: dict[str, dict[str, int]] = field(default_factory=lambda: {"flights": {}, "airports": {}})
     loaders: dict[str, str] = field(default_factory=dict)
     urls: dict[str, str] = field(default_factory=dict)
+    created: list[str] = field(default_factory=list)  # the databases this seed created
 
     def as_dict(self) -> dict:
-        return {"urls": self.urls, "loaders": self.loaders, "tables": self.tables}
+        return {"urls": self.urls, "loaders": self.loaders, "tables": self.tables, "created": self.created}
 
 
 def seed(
@@ -87,8 +88,12 @@ def seed(
     *,
     replace: bool = True,
     loader: str = "auto",
+    create_database: bool = False,
 ) -> SeedReport:
-    """Load the month tables of ``months`` (default all twelve) into the two databases."""
+    """Load the month tables of ``months`` (default all twelve) into the two databases.
+
+    ``create_database`` first creates a missing PostgreSQL or MySQL database (SQLite files are
+    always created)."""
     if loader not in LOADERS:
         raise AcquisitionError(f"loader must be one of {', '.join(LOADERS)}, not {loader!r}")
     months = sorted(set(months)) if months else list(flights.MONTHS)
@@ -108,6 +113,8 @@ def seed(
     try:
         try:
             for role, engine in engines.items():
+                if create_database and databases.create_database_if_missing(engine, role):
+                    report.created.append(role)
                 databases.check_connection(engine, role)
                 report.urls[role] = databases.display_url(engine.url)
                 use_adbc = loader == "auto" and databases.adbc_backend(engine) is not None

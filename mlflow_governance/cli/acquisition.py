@@ -108,17 +108,22 @@ def register(cli: click.Group) -> None:
                   help="What to do with a month table that already exists.")
     @click.option("--loader", type=click.Choice(["auto", "sqlalchemy"]), default="auto", show_default=True,
                   help="auto: ADBC bulk load for PostgreSQL/SQLite, SQLAlchemy inserts otherwise.")
+    @click.option("--create-database", is_flag=True,
+                  help="Create a missing PostgreSQL or MySQL database first (SQLite files are always created).")
     @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-    def seed(flights_url, airports_url, months, if_exists, loader, as_json) -> None:
+    def seed(flights_url, airports_url, months, if_exists, loader, create_database, as_json) -> None:
         """Load the nycflights13 records (336,776 flights of 2013) as month tables."""
         from mlflow_governance.acquisition.sources import seed as seed_sources
 
         report = seed_sources(
-            flights_url, airports_url, _months(months), replace=if_exists == "replace", loader=loader
+            flights_url, airports_url, _months(months), replace=if_exists == "replace", loader=loader,
+            create_database=create_database,
         )
         if as_json:
             echo_json(report.as_dict())
             return
+        for role in report.created:
+            click.echo(f"created the {role} database {report.urls[role]}")
         for role in ("flights", "airports"):
             tables = report.tables[role]
             click.echo(
