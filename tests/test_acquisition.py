@@ -160,6 +160,31 @@ def test_seed_creates_a_missing_server_database_when_asked(tmp_path, backend):
         admin.dispose()
 
 
+def test_profile_page_of_twelve_months_is_small_and_its_labels_do_not_overlap(tmp_path):
+    from mlflow_governance.acquisition.profile import EVIDENTLY_PAGE, column_figures, sample_frame, write_html
+
+    flights_frame, airports_frame = flights.source_tables(None)
+    data = tmp_path / "year.parquet"
+    flights_frame.merge(airports_frame, on="FLIGHT_ID").to_parquet(data, index=False)
+    profile, verdict = {"rows": 336_776, "columns": {}, "label": {}}, {"flag": "acceptable", "rules": []}
+    info = write_html(data, profile, verdict, tmp_path / "profile.html", key="FLIGHT_ID", label="DELAYED")
+    page = tmp_path / "profile.html"
+    assert page.stat().st_size < 1_000_000, page.stat().st_size
+    assert info["evidently_page"] == EVIDENTLY_PAGE and (tmp_path / EVIDENTLY_PAGE).exists()
+    assert page.read_text().count("data:image/png;base64,") == 11  # every column but the key
+    frame, _ = sample_frame(data, 20_000)
+    for name, fig in column_figures(frame, "FLIGHT_ID").items():
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        ax = fig.axes[0]
+        for axis in (ax.get_xticklabels(), ax.get_yticklabels()):
+            boxes = [t.get_window_extent(renderer) for t in axis if t.get_text()]
+            for a, b in zip(boxes, boxes[1:], strict=False):
+                assert not a.overlaps(b), f"{name}: tick labels overlap"
+        title = ax.title.get_window_extent(renderer)
+        assert fig.bbox.contains(title.x0, title.y0) and fig.bbox.contains(title.x1, title.y1), name
+
+
 # --- acquisition across engines and readers --------------------------------------------------
 
 

@@ -108,7 +108,10 @@ def test_mlflow_run_acquires_profiles_catalogues_and_records(sqlite_registry, ac
     assert profile["columns"]["DEPARTURE_DELAY"]["nulls"] == expected["DEPARTURE_DELAY"].isna().sum()
     assert profile["quality"]["flag"] == "acceptable"
     page = (art / "profile.html").read_text()
-    assert "Training data profile: acceptable" in page and "evidently" in page.lower()
+    assert "Training data profile: acceptable" in page and "href='profile_evidently.html'" in page
+    assert (art / "profile.html").stat().st_size < 1_000_000
+    full = (art / "profile_evidently.html").read_text()  # evidently's page with its script bundle
+    assert "DEPARTURE_DELAY" in full and "<script" in full and len(full) > 1_000_000
     summary = json.loads(Path(mlflow.artifacts.download_artifacts(
         run_id=run.info.run_id, artifact_path="acquisition/summary.json", dst_path=tmp_path / "b")).read_text())
     assert summary["profile_html"]["renderer"] == "evidently"

@@ -7,9 +7,8 @@ Any SQLAlchemy URL works. PostgreSQL and SQLite are also read through their ADBC
 
 from __future__ import annotations
 
-import re
-
 import importlib.util
+import re
 from pathlib import Path
 from urllib.parse import quote
 

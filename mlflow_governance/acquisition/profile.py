@@ -179,7 +179,7 @@ def sample_frame(path: str | Path, max_rows: int = HTML_SAMPLE_ROWS):
             parts.append(pf.read_row_group(i).take(pa.array(local)))
         start += size
     table = pa.concat_tables(parts) if parts else pf.schema_arrow.empty_table()
-    return table.to_pandas(), total
+    return table.to_pandas(ignore_metadata=True), total  # plain dtypes: evidently trips on pandas NA types
 
 
 def evidently_html(frame, key: str | None, label: str | None) -> str:
@@ -270,6 +270,66 @@ def summary_html(profile: dict[str, Any], quality: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+CHART_TOP_CATEGORIES = 15
+EVIDENTLY_PAGE = "profile_evidently.html"
+
+
+def column_figures(frame, key: str | None = None) -> dict[str, Any]:
+    """One small matplotlib figure per column of ``frame`` (the key column aside): a histogram for
+    numbers, a horizontal bar chart of the most frequent values for categories, so long names
+    (``DESTINATION_AIRPORT``, airport codes) stay readable instead of overlapping."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures: dict[str, Any] = {}
+    for name in frame.columns:
+        if name == key:
+            continue
+        values = frame[name].dropna()
+        fig, ax = plt.subplots(figsize=(4.2, 2.6))
+        if values.dtype.kind in "iuf" and values.nunique() > 2:
+            ax.hist(values.to_numpy(dtype="float64"), bins=30, color="#4a78b5")
+            ax.set_ylabel("rows")
+            ax.tick_params(axis="x", labelrotation=0)
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
+        else:
+            counts = values.astype(str).value_counts().head(CHART_TOP_CATEGORIES)[::-1]
+            ax.barh(counts.index.tolist(), counts.to_numpy(), color="#4a78b5")
+            ax.set_xlabel("rows")
+            ax.tick_params(axis="y", labelsize=7)
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(4))
+        ax.set_title(str(name), fontsize=9)
+        fig.tight_layout()
+        figures[str(name)] = fig
+    return figures
+
+
+def figure_png(fig, dpi: int = 72) -> str:
+    """A figure as a PNG data URI (and closed)."""
+    import base64
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def charts_html(frame, key: str | None, note: str) -> str:
+    """The column charts as an HTML fragment (images embedded)."""
+    e = html.escape
+    parts = [f"<section id='mlgov-charts' style='font-family:sans-serif;margin:16px'><h2>Columns at a glance</h2>"
+             f"<p>{e(note)}</p>"]
+    for name, fig in column_figures(frame, key).items():
+        parts.append(f"<img alt='{e(name)}' title='{e(name)}' src='{figure_png(fig)}' style='margin:4px'>")
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
 def write_html(
     parquet: str | Path,
     profile: dict[str, Any],
@@ -280,25 +340,33 @@ def write_html(
     label: str | None = None,
     sample_rows: int = HTML_SAMPLE_ROWS,
 ) -> dict[str, Any]:
-    """Write the readable profile to ``out``; returns how it was made (sample size, evidently or not)."""
+    """Write the readable profile to ``out`` and evidently's full data summary beside it.
+
+    ``out`` is one self-contained page well under a megabyte: the exact profile and verdict, and a
+    small chart per column from an evenly spaced sample; it links to evidently's own report
+    (`EVIDENTLY_PAGE`, which carries evidently's 3.5 MB script bundle). Returns how it was made.
+    """
+    out = Path(out)
     frame, total = sample_frame(parquet, sample_rows)
-    summary = summary_html(profile, quality)
-    note = (
-        f"evidently data summary over {len(frame):,} of {total:,} rows (evenly spaced sample)"
-        if len(frame) < total
-        else f"evidently data summary over all {total:,} rows"
-    )
-    info: dict[str, Any] = {"sample_rows": len(frame), "rows": total, "renderer": "evidently"}
+    sampled = (f"an evenly spaced sample of {len(frame):,} of {total:,} rows" if len(frame) < total
+               else f"all {total:,} rows")
+    info: dict[str, Any] = {"sample_rows": len(frame), "rows": total, "renderer": "evidently",
+                            "evidently_page": EVIDENTLY_PAGE}
     try:
-        page = evidently_html(frame, key, label)
-    except Exception as exc:  # evidently cannot render this frame: keep the exact summary
-        info.update(renderer="summary only", evidently_error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        page = "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Training data profile</title></head><body></body></html>"
-        note = f"evidently could not render this data: {info['evidently_error']}"
-    block = summary + f"\n<p style='font-family:sans-serif;margin:16px'>{html.escape(note)}</p>\n"
-    if "<body>" in page:
-        page = page.replace("<body>", "<body>\n" + block, 1)
-    else:
-        page = block + page
-    Path(out).write_text(page, encoding="utf-8")
+        full = evidently_html(frame, key, label)
+        link = (f"<p style='font-family:sans-serif;margin:16px'>evidently's interactive data summary over {sampled}: "
+                f"<a href='{EVIDENTLY_PAGE}'>{EVIDENTLY_PAGE}</a></p>")
+        (out.parent / EVIDENTLY_PAGE).write_text(full, encoding="utf-8")
+    except Exception as exc:  # evidently cannot render this frame: keep the exact summary and the charts
+        info.update(renderer="summary only", evidently_page=None,
+                    evidently_error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        link = f"<p style='font-family:sans-serif;margin:16px'>evidently could not render this data: " \
+               f"{html.escape(info['evidently_error'])}</p>"
+    page = (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Training data profile</title></head><body>\n"
+        + summary_html(profile, quality) + "\n" + link + "\n"
+        + charts_html(frame, key, f"Charts over {sampled}; exact figures are in the tables above.")
+        + "\n</body></html>\n"
+    )
+    out.write_text(page, encoding="utf-8")
     return info
