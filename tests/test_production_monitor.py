@@ -182,3 +182,23 @@ def test_mlflow_run_monitor_as_a_batch_job(production_registry, payloads, summer
     )
     # Already red: judged again, no second reject, exit 5 for the breach.
     assert refused.returncode == 5, refused.stderr
+
+
+def test_after_the_owner_re_accepts_the_reviewed_rows_do_not_turn_it_red_again(production_registry, payloads,
+                                                                              summer_flights, winter_flights):
+    reg = production_registry
+    log_rows(payloads, reg, summer_flights.sample(n=ROWS, random_state=8))
+    with acting("mona"):
+        watcher = Watcher(model=reg.model, payload_url=payloads)
+        assert watcher.run_once().verdict == "breach"
+    time.sleep(0.01)
+    with acting("olivia"):
+        GovernanceClient().transition(reg.model, "accept", reg.version, comment="July schedule change reviewed")
+    with acting("mona"):
+        # The same watcher, and a new one (a restarted sidecar), start their window after the review.
+        for w in (watcher, Watcher(model=reg.model, payload_url=payloads)):
+            assert w.run_once() is None and "no scored rows" in w.last["reason"]
+        log_rows(payloads, reg, winter_flights.sample(n=3000, random_state=9))
+        evaluation = watcher.run_once()
+    assert evaluation.verdict == "pass" and watcher.last["usability_action"] is None
+    assert GovernanceClient().status(reg.model, reg.version)["version"]["usability"] == wf.USABILITY_ACCEPT

@@ -46,9 +46,10 @@ def default_payload_url() -> str:
     return f"sqlite:///{Path.cwd() / 'mlgov-payloads.db'}"
 
 
-def read_window(engine: sa.Engine, model: str, version: int, rows: int, staging: bool = False):
-    """The latest ``rows`` scored rows of ``model`` version ``version`` as a monitor `Window`,
-    with the latest feedback label of each row where there is one; (window, last seq) or (None, 0)."""
+def read_window(engine: sa.Engine, model: str, version: int, rows: int, staging: bool = False, after_seq: int = 0):
+    """The latest ``rows`` scored rows of ``model`` version ``version`` (logged after ``after_seq``)
+    as a monitor `Window`, with the latest feedback label of each row where there is one;
+    (window, last seq) or (None, 0)."""
     from mlflow_governance.monitoring.base import Window
     from mlflow_governance.training.data import feature_frame
 
@@ -59,7 +60,8 @@ def read_window(engine: sa.Engine, model: str, version: int, rows: int, staging:
     query = (
         sa.select(p.c.seq, p.c.features, p.c.prediction, p.c.probability, latest.c.seq.label("fseq"))
         .select_from(p.outerjoin(latest, latest.c.request_id == p.c.request_id))
-        .where(p.c.model == model, p.c.version == int(version), p.c.staging == bool(staging))
+        .where(p.c.model == model, p.c.version == int(version), p.c.staging == bool(staging),
+               p.c.seq > int(after_seq))
         .order_by(p.c.seq.desc())
         .limit(int(rows))
     )
@@ -132,6 +134,10 @@ class Watcher:
     _prepared: dict[tuple[int, str], Any] = field(default_factory=dict, repr=False)
     _seen_seq: int = 0
     _last_run: float = 0.0
+    # After the owner re-accepts a rejected version, the window restarts with the rows scored
+    # from then on: the rows that were reviewed do not turn it red again.
+    _floor_seq: int = 0
+    _usability: str | None = None
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -160,6 +166,29 @@ class Watcher:
             status = self.governance.status(self.model, version)
         return int(version), status["version"]
 
+    def _follow_review(self, version: int, status: dict[str, Any]) -> None:
+        """Keep the window's floor after the rows the owner last reviewed: at start and whenever
+        usability goes from reject back to accept, the floor is the last row scored before the
+        version's latest accept (from the audit trail, so a restarted monitor agrees)."""
+        usability = status.get("usability")
+        changed = self._usability is None or (self._usability != usability and usability == workflow.USABILITY_ACCEPT)
+        if changed and not self.staging:
+            accepted = [r for r in self.governance.audit(self.model)
+                        if r.get("action") == workflow.ACCEPT and r.get("version") == version
+                        and r.get("outcome") == "allowed"]
+            if accepted:
+                p = schema.payload
+                with self.engine.connect() as conn:
+                    top = conn.execute(sa.select(sa.func.max(p.c.seq)).where(
+                        p.c.model == self.model, p.c.version == int(version), p.c.staging.is_(False),
+                        p.c.ts <= int(accepted[-1]["ts"]))).scalar()
+                if top and top > self._floor_seq:
+                    self._floor_seq = int(top)
+                    self._seen_seq = max(self._seen_seq, self._floor_seq)
+                    log.info("%s version %s was re-accepted: the monitor's window starts after row %s",
+                             self.model, version, self._floor_seq)
+        self._usability = usability
+
     def _monitors(self, version: int, status: dict[str, Any]):
         """The monitors for ``version`` under its configuration in force, prepared once."""
         from mlflow_governance.monitoring import suite
@@ -185,7 +214,8 @@ class Watcher:
         if version is None:
             self.last = {"verdict": None, "reason": f"{self.model!r} has no production version to watch"}
             return None
-        window, top = read_window(self.engine, self.model, version, self.window_rows, self.staging)
+        self._follow_review(version, status)
+        window, top = read_window(self.engine, self.model, version, self.window_rows, self.staging, self._floor_seq)
         if window is None:
             self.last = {"verdict": None, "version": version, "reason": "no scored rows yet"}
             return None
@@ -200,6 +230,7 @@ class Watcher:
             try:
                 self.governance.transition(self.model, workflow.REJECT, version, comment=comment)
                 action = workflow.USABILITY_REJECT
+                self._usability = workflow.USABILITY_REJECT
                 log.warning("usability of %s version %s turned to reject: %s", self.model, version, comment)
             except Exception as exc:  # noqa: BLE001 - recorded and retried at the next evaluation
                 comment = f"the reject was refused: {getattr(exc, 'message', None) or exc}"
@@ -254,9 +285,10 @@ class Watcher:
 
     def due(self) -> bool:
         """Whether enough rows or enough time have passed since the last evaluation."""
-        version, _ = self.served_version()
+        version, status = self.served_version()
         if version is None:
             return False
+        self._follow_review(version, status)
         count, _ = new_rows(self.engine, self.model, version, self._seen_seq, self.staging)
         if count == 0:
             return False
