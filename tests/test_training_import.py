@@ -152,3 +152,24 @@ def test_import_refuses_unless_approved_for_development(sqlite_registry, trainin
     result = training_cli("import-model", "--model-file", str(path), "--data", str(training_parquet), "--model", name)
     assert result.exit_code == 3 and "Approved for Development" in result.output, result.output
     assert_nothing_written(name)
+
+
+def test_training_reads_a_training_set_that_acquisition_logged_as_a_run_artifact(sqlite_registry, training_parquet,
+                                                                                 training_cli):
+    """training_data_asset as acquisition records it without --output: runs:/RUN/data/training.parquet."""
+    import mlflow
+
+    from tests.conftest import unique
+    from tests.plugins.training_fixtures import approve_for_development
+
+    with mlflow.start_run() as run:
+        mlflow.log_artifact(str(training_parquet), "data")
+    asset = f"runs:/{run.info.run_id}/data/{training_parquet.name}"
+    name = unique("from-run")
+    approve_for_development(sqlite_registry, name, asset)
+    result = training_cli("train", "--model", name, "--quick", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    dev_run = mlflow.get_run(summary["run_id"])
+    (training_input,) = [i for i in dev_run.inputs.dataset_inputs if i.tags[0].value == "training"]
+    assert training_input.dataset.source_type == "local" and training_parquet.name in training_input.dataset.source

@@ -118,6 +118,11 @@ def log_data(data: LabeledData, split: Split, source: str) -> None:
         }
     )
     frame = data.source if data.source is not None else data.X.assign(**{LABEL: data.y})
+    if source.startswith("runs:/"):
+        # MLflow's dataset sources cannot resolve runs:/ URIs: name the artifact's real location.
+        from mlflow.store.artifact.runs_artifact_repo import RunsArtifactRepository
+
+        source = RunsArtifactRepository.get_underlying_uri(source)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
         warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
