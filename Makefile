@@ -33,7 +33,7 @@ browser:
 	    else echo "install Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)"; fi; }
 
 test: setup browser lint
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider --durations=25 tests
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) *.egg-info mlruns mlartifacts

@@ -293,6 +293,11 @@ MLGOV_CONFIG = _EnvironmentVariable(
     description="The configuration file read by mlgov server and the governance app (--config overrides it)",
     default_doc="none",
 )
+MLGOV_SERVE_OPTIONS = _EnvironmentVariable(
+    "MLGOV_SERVE_OPTIONS", str, None, in_file=False,
+    description="Set by mlgov serve for its gunicorn workers: the scoring options as JSON (not to be set by hand)",
+    default_doc="none: only mlgov serve sets it",
+)
 
 #: Every declaration above, in order (collected, so a new setting cannot be left out).
 ALL: tuple[_EnvironmentVariable, ...] = tuple(v for v in globals().values() if isinstance(v, _EnvironmentVariable))

@@ -7,9 +7,11 @@ import click
 from mlflow_governance.cli.acquisition import register as register_acquisition
 from mlflow_governance.cli.common import GovernanceGroup
 from mlflow_governance.cli.demo import register as register_demo
+from mlflow_governance.cli.deploy import register as register_deploy
 from mlflow_governance.cli.governance import register as register_governance
 from mlflow_governance.cli.monitoring import register as register_monitoring
 from mlflow_governance.cli.server import register as register_server
+from mlflow_governance.cli.serving import register as register_serving
 from mlflow_governance.cli.training import register as register_training
 from mlflow_governance.cli.validation import register as register_validation
 
@@ -26,8 +28,10 @@ def cli() -> None:
 
 register_governance(cli)
 register_server(cli)
+register_serving(cli)
 register_acquisition(cli)
 register_training(cli)
 register_validation(cli)
 register_monitoring(cli)
+register_deploy(cli)
 register_demo(cli)

@@ -32,18 +32,13 @@ import sqlalchemy as sa
 
 from mlflow_governance import workflow
 from mlflow_governance.monitoring.base import BREACH
-from mlflow_governance.sidecar import schema
+from mlflow_governance.sidecar import default_payload_url, schema
 
 log = logging.getLogger(__name__)
 DEFAULT_EVERY_ROWS = 1000
 DEFAULT_EVERY_SECONDS = 20.0
 DEFAULT_WINDOW_ROWS = 5000
 POLL_SECONDS = 1.0
-
-
-def default_payload_url() -> str:
-    """SQLite in the working directory, the same default the scoring workers use."""
-    return f"sqlite:///{Path.cwd() / 'mlgov-payloads.db'}"
 
 
 def read_window(engine: sa.Engine, model: str, version: int, rows: int, staging: bool = False, after_seq: int = 0):

@@ -1,0 +1,329 @@
+"""Benchmark: the governed sidecar (``mlgov serve``) against ``mlflow models serve``, same model, same load.
+
+Trains a histogram gradient boosting pipeline on January and February flights, logs it the way
+``mlgov train`` does (skops, signature, drift detection model, training statistics), registers it
+in a throw-away governed SQLite registry and walks it to Ready to Use. Then, one after the other
+on 127.0.0.1:
+
+* ``mlgov serve`` with its defaults: 2 workers, payload logging to SQLite, the governance gate
+  and the production monitor on (every 1,000 rows or 20 s);
+* ``mlflow models serve -m models:/NAME/N --env-manager local -w 2``.
+
+Each gets the same load: single-row and 100-row ``dataframe_split`` requests (distinct real
+flights from the training months, rotated), 8 concurrent keep-alive clients, after a warm-up,
+``--runs`` runs of ``--duration`` seconds each with wrk (a Lua script supplies the bodies); without
+wrk, a Python load generator sends a fixed number of requests per run instead, and says so.
+Prints a markdown table of the medians over the runs: requests/s, p50 and p99 latency, and the
+throughput ratio to ``mlflow models serve``.
+
+    .venv/bin/python benchmarks/serve.py [--runs 3] [--duration 10] [--requests 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+MODEL = "bench-delay"
+USERS = {"ModelOwner": "owner", "ModelApprover": "approver", "ModelDataEngineer": "engineer",
+         "ModelDeveloper": "developer", "ModelValidator": "validator", "ModelDeployer": "deployer",
+         "ModelMonitor": "monitor"}
+CLIENTS = 8
+WRK_SCRIPT = """
+local bodies = {}
+local i = 0
+init = function(args)
+  for line in io.lines(os.getenv("BENCH_BODIES")) do bodies[#bodies + 1] = line end
+end
+request = function()
+  i = i % #bodies + 1
+  return wrk.format("POST", "/invocations", {["Content-Type"] = "application/json"}, bodies[i])
+end
+"""
+
+
+# --- the model ---------------------------------------------------------------------------------
+
+
+def act(user: str) -> None:
+    os.environ["MLGOV_USER"] = user
+
+
+def field_value(name: str, model: str, version: int | None) -> str:
+    return {"training_data_quality_flag": "acceptable", "model_quality": "roc_auc=0.9", "validation_verdict": "pass",
+            "moved_to_production": "yes", "model_asset": f"models:/{model}/{version}",
+            "training_data_asset": "file:///benchmark/training.parquet"}.get(name, f"benchmark {name}")
+
+
+def walk(client, model: str, version: int | None) -> None:
+    """Take the happy path from the current stage until there is none (each step as its role's user)."""
+    from mlflow_governance import workflow as wf
+
+    scope = wf.VERSION_SCOPE if version is not None else wf.MODEL_SCOPE
+    path = [r for r in wf.TRANSITIONS if r.action in (wf.APPROVE, wf.SUBMIT) and r.dest != r.source
+            and r.scope == scope]
+    while True:
+        status = client.status(model, version)
+        stage = status["version"]["stage"] if version is not None else status["stage"]
+        row = next((r for r in path if r.source == stage), None)
+        if row is None or (version is None and stage == wf.APPROVED_FOR_DEVELOPMENT):
+            return
+        act(USERS[row.role])
+        client.transition(model, row.action, version, {f: field_value(f, model, version) for f in row.fields},
+                          comment="benchmark")
+
+
+def build_registry(workdir: Path) -> tuple[int, list[list]]:
+    """A governed registry in ``workdir`` with MODEL's version 1 Ready to Use; (version, holdout rows)."""
+    import mlflow
+    import pandas as pd
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    from mlflow_governance.client import GovernanceClient
+    from mlflow_governance.flights import source_tables
+    from mlflow_governance.training.data import FEATURES, label_rows, split
+    from mlflow_governance.training.pipeline import build_pipeline
+    from mlflow_governance.training.register import development_run, publish
+
+    db = workdir / "mlflow.db"
+    os.environ.update({"MLFLOW_TRACKING_URI": f"sqlite:///{db}", "MLFLOW_REGISTRY_URI": f"governed-sqlite:///{db}",
+                       "MLGOV_ADMIN": "admin", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"})
+    SqlAlchemyStore(f"sqlite:///{db}", str(workdir / "artifacts"))
+    client = GovernanceClient()
+    act("admin")
+    for role, user in USERS.items():
+        client.grant(user, role)
+    act("owner")
+    client.initiate(MODEL, use_case="flight delay prediction (benchmark)", risk_tier="low")
+    walk(client, MODEL, None)
+
+    flights, airports = source_tables([1, 2])
+    data = label_rows(flights.merge(airports, on="FLIGHT_ID"))
+    s = split(data, seed=42)
+    params = {"learning_rate": 0.1, "max_iter": 100, "max_leaf_nodes": 31}
+    primary = build_pipeline("hist_gradient_boosting", params, 42).fit(s.X_train, s.y_train)
+    board = pd.DataFrame([{"candidate": f"hist_gradient_boosting({params})", "family": "hist_gradient_boosting"}])
+    act("developer")
+    mlflow.set_experiment("benchmark")
+    with development_run(MODEL, "benchmark", "benchmark model") as run:
+        result = publish(client, MODEL, run, primary, data, s, board, "roc_auc", "benchmarks/serve.py",
+                         "flights January-February")
+    walk(client, MODEL, result.version)
+    assert client.status(MODEL)["production_version"] == result.version
+    holdout = s.X_test.dropna(subset=["DEPARTURE_DELAY"])
+    rows = json.loads(holdout[list(FEATURES)].to_json(orient="values"))
+    return result.version, rows
+
+
+def write_bodies(rows: list[list], size: int, path: Path) -> Path:
+    """One request body per line, together covering the held-out flights once (realistic traffic
+    for the production monitor, which evaluates it all along)."""
+    from mlflow_governance.training.data import FEATURES
+
+    with open(path, "w") as out:
+        for start in range(0, len(rows) - size + 1, size):
+            out.write(json.dumps({"dataframe_split": {"columns": list(FEATURES),
+                                                      "data": rows[start:start + size]}}) + "\n")
+    return path
+
+
+# --- servers -----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, proc: subprocess.Popen, body: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1]), timeout=5)
+            conn.request("POST", "/invocations", body, {"Content-Type": "application/json"})
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} did not score within {timeout}s")
+
+
+def start_sidecar(workdir: Path, version: int, port: int) -> subprocess.Popen:
+    env = {**os.environ, "MLGOV_USER": "monitor"}
+    cmd = [str(BIN / "mlgov"), "serve", "--model", MODEL, "--host", "127.0.0.1", "--port", str(port),
+           "--workers", "2"]
+    return subprocess.Popen(cmd, cwd=workdir, env=env, stdout=open(workdir / "sidecar.log", "w"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def start_mlflow(workdir: Path, version: int, port: int) -> subprocess.Popen:
+    cmd = [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{MODEL}/{version}", "--env-manager", "local",
+           "-w", "2", "-h", "127.0.0.1", "-p", str(port)]
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.Popen(cmd, cwd=workdir, env=env, stdout=open(workdir / "mlflow-serve.log", "w"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+# --- load --------------------------------------------------------------------------------------
+
+
+def _seconds(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
+    return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
+
+
+def run_wrk(port: int, bodies: Path, duration: float, script: Path) -> dict[str, float]:
+    out = subprocess.run(["wrk", "-t2", f"-c{CLIENTS}", f"-d{duration:g}s", "--latency", "-s", str(script),
+                          f"http://127.0.0.1:{port}/invocations"], env={**os.environ, "BENCH_BODIES": str(bodies)},
+                         capture_output=True, text=True, timeout=duration + 60).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = _seconds(re.search(r"\s50%\s+(\S+)", out).group(1))
+    p99 = _seconds(re.search(r"\s99%\s+(\S+)", out).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    failed = (int(bad.group(1)) if bad else 0) + (sum(int(g) for g in errors.groups()) if errors else 0)
+    return {"rps": rps, "p50": p50, "p99": p99, "failed": failed}
+
+
+def run_python(port: int, bodies: Path, requests_total: int) -> dict[str, float]:
+    """Fallback load generator: CLIENTS keep-alive connections, a fixed number of requests."""
+    lines = bodies.read_text().splitlines()
+    latencies: list[float] = []
+    failed = [0]
+    lock = threading.Lock()
+    per_client = requests_total // CLIENTS
+
+    def client(k: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        mine = []
+        for i in range(per_client):
+            started = time.perf_counter()
+            try:
+                conn.request("POST", "/invocations", lines[(k + i) % len(lines)], {"Content-Type": "application/json"})
+                response = conn.getresponse()
+                response.read()
+                ok = response.status == 200
+            except OSError:
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                ok = False
+            mine.append(time.perf_counter() - started)
+            if not ok:
+                with lock:
+                    failed[0] += 1
+        with lock:
+            latencies.extend(mine)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {"rps": len(latencies) / elapsed, "p50": latencies[len(latencies) // 2],
+            "p99": latencies[int(len(latencies) * 0.99) - 1], "failed": failed[0]}
+
+
+def measure(port: int, bodies: Path, args: argparse.Namespace, script: Path | None) -> dict[str, float]:
+    load = (lambda: run_wrk(port, bodies, args.duration, script)) if script else \
+        (lambda: run_python(port, bodies, args.requests))
+    if script:
+        run_wrk(port, bodies, args.warmup, script)
+    else:
+        run_python(port, bodies, CLIENTS * 20)
+    runs = [load() for _ in range(args.runs)]
+    return {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50", "p99")} | \
+        {"failed": sum(r["failed"] for r in runs), "all_rps": [round(r["rps"], 1) for r in runs]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of wrk warm-up per server and size")
+    parser.add_argument("--requests", type=int, default=2000, help="requests per run without wrk")
+    parser.add_argument("--keep", action="store_true", help="keep the working directory (logs, databases)")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    wrk = shutil.which("wrk")
+    workdir = Path(tempfile.mkdtemp(prefix="mlgov-bench-serve-"))
+    try:
+        started = time.perf_counter()
+        version, rows = build_registry(workdir)
+        print(f"registered models:/{MODEL}/{version} (Ready to Use) in {time.perf_counter() - started:.0f}s",
+              file=sys.stderr)
+        sizes = {"1 row": write_bodies(rows, 1, workdir / "one.jsonl"),
+                 "100 rows": write_bodies(rows, 100, workdir / "hundred.jsonl")}
+        script = None
+        if wrk:
+            script = workdir / "post.lua"
+            script.write_text(WRK_SCRIPT)
+        else:
+            print("wrk not found (apt-get install wrk): using the Python load generator, a fixed "
+                  f"{args.requests} requests per run", file=sys.stderr)
+        results: dict[tuple[str, str], dict[str, float]] = {}
+        for name, start in (("mlgov serve (sidecar)", start_sidecar), ("mlflow models serve", start_mlflow)):
+            port = free_port()
+            proc = start(workdir, version, port)
+            try:
+                wait_ready(f"http://127.0.0.1:{port}", proc, sizes["1 row"].read_text().splitlines()[0])
+                for size, bodies in sizes.items():
+                    results[(name, size)] = measure(port, bodies, args, script)
+                    print(f"{name}, {size}: {results[(name, size)]}", file=sys.stderr)
+            finally:
+                stop(proc)
+        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() \
+            else platform.processor()
+        generator = f"wrk -t2 -c{CLIENTS}, {args.runs} runs of {args.duration:g} s" if wrk else \
+            f"Python, {CLIENTS} keep-alive clients, {args.runs} runs of {args.requests} requests"
+        print(f"\n{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}; load: {generator}; "
+              "medians over the runs\n")
+        print("| Server | Request | Requests/s | p50 (ms) | p99 (ms) | Throughput vs mlflow models serve |")
+        print("|---|---|---:|---:|---:|---:|")
+        for (name, size), r in results.items():
+            base = results[("mlflow models serve", size)]["rps"]
+            note = f" ({int(r['failed'])} failed)" if r["failed"] else ""
+            print(f"| {name} | {size} | {r['rps']:.0f}{note} | {r['p50'] * 1000:.1f} | {r['p99'] * 1000:.1f} | "
+                  f"{r['rps'] / base:.2f}x |")
+    finally:
+        if args.keep:
+            print(f"kept {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
