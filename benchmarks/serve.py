@@ -5,16 +5,17 @@ Trains a histogram gradient boosting pipeline on January and February flights, l
 in a throw-away governed SQLite registry and walks it to Ready to Use. Then, one after the other
 on 127.0.0.1:
 
-* ``mlgov serve`` with its defaults: 2 workers, payload logging to SQLite, the governance gate
-  and the production monitor on (every 1,000 rows or 20 s);
+* ``mlgov serve`` with its defaults (2 workers of 8 threads, micro-batching within 2 ms), payload
+  logging to SQLite, the governance gate and the production monitor on (every 1,000 rows or 20 s);
 * ``mlflow models serve -m models:/NAME/N --env-manager local -w 2``.
 
 Each gets the same load: single-row and 100-row ``dataframe_split`` requests (distinct real
 flights from the training months, rotated), 8 concurrent keep-alive clients, after a warm-up,
 ``--runs`` runs of ``--duration`` seconds each with wrk (a Lua script supplies the bodies); without
 wrk, a Python load generator sends a fixed number of requests per run instead, and says so.
-Prints a markdown table of the medians over the runs: requests/s, p50 and p99 latency, and the
-throughput ratio to ``mlflow models serve``.
+Prints a markdown table of the medians over the runs: requests/s, p50 and p99 latency, the CPU
+time each server's processes spent per request (steadier than throughput on a shared machine),
+and the throughput ratio to ``mlflow models serve``.
 
     .venv/bin/python benchmarks/serve.py [--runs 3] [--duration 10] [--requests 2000]
 """
@@ -197,6 +198,19 @@ def stop(proc: subprocess.Popen) -> None:
 # --- load --------------------------------------------------------------------------------------
 
 
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU time (user + system) used so far by the live processes of process group ``pgid``."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # fields after the command: state, ppid, pgrp, ...
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def _seconds(text: str) -> float:
     value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
     return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
@@ -209,10 +223,11 @@ def run_wrk(port: int, bodies: Path, duration: float, script: Path) -> dict[str,
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50 = _seconds(re.search(r"\s50%\s+(\S+)", out).group(1))
     p99 = _seconds(re.search(r"\s99%\s+(\S+)", out).group(1))
+    count = int(re.search(r"(\d+) requests in", out).group(1))
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     failed = (int(bad.group(1)) if bad else 0) + (sum(int(g) for g in errors.groups()) if errors else 0)
-    return {"rps": rps, "p50": p50, "p99": p99, "failed": failed}
+    return {"rps": rps, "p50": p50, "p99": p99, "failed": failed, "requests": count}
 
 
 def run_python(port: int, bodies: Path, requests_total: int) -> dict[str, float]:
@@ -253,18 +268,25 @@ def run_python(port: int, bodies: Path, requests_total: int) -> dict[str, float]
     elapsed = time.perf_counter() - started
     latencies.sort()
     return {"rps": len(latencies) / elapsed, "p50": latencies[len(latencies) // 2],
-            "p99": latencies[int(len(latencies) * 0.99) - 1], "failed": failed[0]}
+            "p99": latencies[int(len(latencies) * 0.99) - 1], "failed": failed[0], "requests": len(latencies)}
 
 
-def measure(port: int, bodies: Path, args: argparse.Namespace, script: Path | None) -> dict[str, float]:
-    load = (lambda: run_wrk(port, bodies, args.duration, script)) if script else \
-        (lambda: run_python(port, bodies, args.requests))
+def measure(port: int, pgid: int, bodies: Path, args: argparse.Namespace, script: Path | None) -> dict[str, float]:
+    """Medians over the runs, and the server's CPU time per request (every process of its group:
+    workers, master, and for the sidecar the production monitor), which other load on the machine
+    disturbs less than throughput."""
+    def load() -> dict[str, float]:
+        cpu = group_cpu_seconds(pgid)
+        r = run_wrk(port, bodies, args.duration, script) if script else run_python(port, bodies, args.requests)
+        r["cpu_ms"] = 1000 * (group_cpu_seconds(pgid) - cpu) / max(1, r["requests"])
+        return r
+
     if script:
         run_wrk(port, bodies, args.warmup, script)
     else:
         run_python(port, bodies, CLIENTS * 20)
     runs = [load() for _ in range(args.runs)]
-    return {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50", "p99")} | \
+    return {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50", "p99", "cpu_ms")} | \
         {"failed": sum(r["failed"] for r in runs), "all_rps": [round(r["rps"], 1) for r in runs]}
 
 
@@ -300,7 +322,7 @@ def main() -> None:
             try:
                 wait_ready(f"http://127.0.0.1:{port}", proc, sizes["1 row"].read_text().splitlines()[0])
                 for size, bodies in sizes.items():
-                    results[(name, size)] = measure(port, bodies, args, script)
+                    results[(name, size)] = measure(port, proc.pid, bodies, args, script)
                     print(f"{name}, {size}: {results[(name, size)]}", file=sys.stderr)
             finally:
                 stop(proc)
@@ -308,16 +330,17 @@ def main() -> None:
                     if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() \
             else platform.processor()
         generator = f"wrk -t2 -c{CLIENTS}, {args.runs} runs of {args.duration:g} s" if wrk else \
-            f"Python, {CLIENTS} keep-alive clients, {args.runs} runs of {args.requests} requests"
+            f"Python, {CLIENTS} keep-alive clients, {args.runs} run(s) of {args.requests} requests"
         print(f"\n{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}; load: {generator}; "
               "medians over the runs\n")
-        print("| Server | Request | Requests/s | p50 (ms) | p99 (ms) | Throughput vs mlflow models serve |")
-        print("|---|---|---:|---:|---:|---:|")
+        print("| Server | Request | Requests/s | p50 (ms) | p99 (ms) | Server CPU per request (ms) | "
+              "Throughput vs mlflow models serve |")
+        print("|---|---|---:|---:|---:|---:|---:|")
         for (name, size), r in results.items():
             base = results[("mlflow models serve", size)]["rps"]
             note = f" ({int(r['failed'])} failed)" if r["failed"] else ""
             print(f"| {name} | {size} | {r['rps']:.0f}{note} | {r['p50'] * 1000:.1f} | {r['p99'] * 1000:.1f} | "
-                  f"{r['rps'] / base:.2f}x |")
+                  f"{r['cpu_ms']:.1f} | {r['rps'] / base:.2f}x |")
     finally:
         if args.keep:
             print(f"kept {workdir}", file=sys.stderr)

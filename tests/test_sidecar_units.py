@@ -359,3 +359,18 @@ def test_micro_batching_gives_each_request_its_own_rows():
     batcher.score(served, bodies.parse_invocation({"instances": [ROWS[0]]}, COLUMNS))
     batcher.leave()
     assert time.monotonic() - start < 0.04  # a lone request does not wait for the window
+
+
+def test_request_ids_are_unique_time_ordered_uuids():
+    import uuid
+
+    from mlflow_governance.sidecar.app import request_ids
+
+    first = request_ids(500)
+    time.sleep(0.002)
+    later = request_ids(500)
+    assert len(set(first + later)) == 1000 and max(first) < min(later)
+    for rid in first[:20]:
+        parsed = uuid.UUID(hex=rid)
+        assert parsed.hex == rid and parsed.version == 7 and parsed.variant == uuid.RFC_4122
+        assert abs(int(rid[:12], 16) / 1000 - time.time()) < 5

@@ -2,8 +2,9 @@
 
 Exit codes: 0 after SIGTERM/SIGINT (a clean stop), 2 bad options, 3 refused by governance (no
 servable version: nothing in production, a decommissioned version, a staging request for a version
-that is not under validation or deployment), 4 unknown model, 1 anything else (the registry or
-the model cannot be read, gunicorn stopped on its own).
+that is not under validation or deployment; or the sidecar's identity is refused), 4 unknown
+model, 1 anything else (the registry or the model cannot be read, gunicorn stopped on its own).
+Each is one line on stderr.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import sys
 import click
 
 from mlflow_governance import sidecar
-from mlflow_governance.sidecar.server import EXIT_BAD_OPTIONS
 
 
 @click.command("serve")
@@ -92,5 +92,3 @@ def serve_command(model, alias, version, staging, host, port, workers, threads, 
 def register(cli: click.Group) -> None:
     cli.add_command(serve_command)
 
-
-__all__ = ["register", "serve_command", "EXIT_BAD_OPTIONS"]

@@ -209,7 +209,9 @@ def preflight(options: ServeOptions) -> Any:
     except gate.NotServable as exc:
         raise ServeError(str(exc), EXIT_UNKNOWN_MODEL if exc.reason == "unknown_model" else EXIT_REFUSED) from None
     except MlflowException as exc:
-        raise ServeError(f"cannot read governance of {options.model!r}: {exc.message}", EXIT_OTHER) from None
+        refused = exc.error_code in ("PERMISSION_DENIED", "UNAUTHENTICATED")
+        raise ServeError(f"cannot read governance of {options.model!r}: {exc.message}",
+                         EXIT_REFUSED if refused else EXIT_OTHER) from None
     if verdict.version is None:
         raise ServeError(f"{options.model} has no version to serve", EXIT_REFUSED)
     try:
@@ -261,8 +263,6 @@ def _lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), MONITOR_NICENESS)
     except (AttributeError, OSError):
         pass
-    if os.environ.get("XX_IDLE"):
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
 def _watch(options: ServeOptions, server: ServerOptions, stop: threading.Event) -> threading.Thread | None:
