@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= demo-output
 
-.PHONY: setup demo test lint browser clean
+.PHONY: setup demo test lint browser bench-tools clean
 
 $(STAMP): setup.py
 	@echo "== setting up $(VENV): mlflow-governance and its dependencies (a few minutes on a fresh machine)"
@@ -31,6 +31,12 @@ browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	    else echo "install Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)"; fi; }
+
+# Debian's wrk (the C load generator of benchmarks/serve.py) and nginx (a real load balancer).
+bench-tools:
+	@command -v wrk >/dev/null && command -v nginx >/dev/null || \
+	  { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx >/dev/null; \
+	    else echo "install Debian's wrk and nginx (apt-get install wrk nginx)"; fi; }
 
 test: setup browser lint
 	$(PY) -m pytest -q -p no:cacheprovider --durations=25 tests

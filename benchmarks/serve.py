@@ -313,7 +313,7 @@ def main() -> None:
             script = workdir / "post.lua"
             script.write_text(WRK_SCRIPT)
         else:
-            print("wrk not found (apt-get install wrk): using the Python load generator, a fixed "
+            print("wrk not found (make bench-tools, or apt-get install wrk): using the Python load generator, a fixed "
                   f"{args.requests} requests per run", file=sys.stderr)
         results: dict[tuple[str, str], dict[str, float]] = {}
         for name, start in (("mlgov serve (sidecar)", start_sidecar), ("mlflow models serve", start_mlflow)):

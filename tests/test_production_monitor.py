@@ -202,3 +202,68 @@ def test_after_the_owner_re_accepts_the_reviewed_rows_do_not_turn_it_red_again(p
         evaluation = watcher.run_once()
     assert evaluation.verdict == "pass" and watcher.last["usability_action"] is None
     assert GovernanceClient().status(reg.model, reg.version)["version"]["usability"] == wf.USABILITY_ACCEPT
+
+
+def _evaluation_times(url: str) -> list[int]:
+    with sa.create_engine(url).connect() as conn:
+        return conn.execute(sa.select(schema.evaluation.c.ts).order_by(schema.evaluation.c.seq)).scalars().all()
+
+
+def _wait_for_evaluations(url: str, count: int, timeout: float = 90) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = _evaluation_times(url)
+        if len(done) >= count:
+            return done
+        time.sleep(0.3)
+    raise AssertionError(f"{count} evaluations expected within {timeout}s, saw {len(_evaluation_times(url))}")
+
+
+@pytest.mark.parametrize("min_interval, cpu_share", [(6.0, 1.0), (0.0, 0.05)], ids=["min-interval", "cpu-share"])
+def test_heavy_traffic_cannot_make_the_monitor_evaluate_back_to_back(production_registry, payloads, winter_flights,
+                                                                      min_interval, cpu_share):
+    """Rows arrive far faster than every_rows: evaluations stay min_interval apart, and an
+    evaluation that cost c CPU seconds is followed by one no sooner than c / cpu_share later."""
+    reg = production_registry
+    stop = threading.Event()
+    with acting("mona"):
+        watcher = Watcher(model=reg.model, payload_url=payloads, every_rows=500, every_seconds=0,
+                          min_interval_seconds=min_interval, cpu_share=cpu_share)
+        thread = threading.Thread(target=watcher.loop, args=(stop,), daemon=True)
+        thread.start()
+        try:
+            log_rows(payloads, reg, winter_flights.sample(n=3000, random_state=10))
+            first = _wait_for_evaluations(payloads, 1)[0]
+            cost = watcher.last["cpu_seconds"]
+            log_rows(payloads, reg, winter_flights.sample(n=3000, random_state=11))  # due at once by rows
+            second = _wait_for_evaluations(payloads, 2)[1]
+        finally:
+            stop.set()
+            thread.join(timeout=30)
+    assert cost > 0
+    assert (second - first) / 1000 >= max(min_interval, cost / cpu_share) - 0.05
+
+
+def test_evidently_report_on_the_first_evaluation_every_breach_and_otherwise_periodically(
+        production_registry, payloads, winter_flights, summer_flights):
+    reg = production_registry
+
+    def artifacts(run_id: str) -> set[str]:
+        return {a.path for a in MlflowClient().list_artifacts(run_id, "monitoring")}
+
+    with acting("mona"):
+        watcher = Watcher(model=reg.model, payload_url=payloads, report_every_seconds=300)
+        log_rows(payloads, reg, winter_flights.sample(n=3000, random_state=12))
+        runs = []
+        for _ in range(2):
+            assert watcher.run_once().verdict == "pass"
+            runs.append(watcher.last["run_id"])
+        log_rows(payloads, reg, summer_flights.sample(n=ROWS, random_state=13))
+        assert watcher.run_once().verdict == "breach"
+        runs.append(watcher.last["run_id"])
+    first, second, breach = runs
+    assert "monitoring/evidently_drift.html" in artifacts(first)
+    assert artifacts(second) == {"monitoring/evaluation.json"}
+    assert MlflowClient().get_run(second).data.tags["mlgov_monitor_report"] == "figures only"
+    assert "monitoring/evidently_drift.html" in artifacts(breach)
+    assert MlflowClient().get_run(breach).data.tags["mlgov_monitor_report"] == "evidently"

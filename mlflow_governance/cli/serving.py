@@ -42,6 +42,14 @@ from mlflow_governance import sidecar
 @click.option("--monitor-every-seconds", type=click.FloatRange(min=0), default=20.0, show_default=True,
               help="Evaluate the monitors at least this often when there are new rows (0: not by time). "
                    "Both 0 turns the production monitor off.")
+@click.option("--monitor-min-interval", "monitor_min_interval", type=click.FloatRange(min=0), default=5.0,
+              show_default=True, help="Seconds at least between two evaluations, however fast rows arrive.")
+@click.option("--monitor-cpu-share", type=click.FloatRange(min=0, max=1, min_open=True), default=0.2,
+              show_default=True, help="After an evaluation, wait until the monitor has used at most this share of "
+                                      "one core (heavy traffic cannot make it evaluate back to back).")
+@click.option("--monitor-report-every", "monitor_report_every", type=click.FloatRange(min=0), default=300.0,
+              show_default=True, help="Attach evidently's HTML drift report (1-3 CPU s each) to an evaluation's "
+                                      "run at most this often, and always on a breach (0: every evaluation).")
 @click.option("--max-body-bytes", type=click.IntRange(min=1024), default=sidecar.DEFAULT_MAX_BODY_BYTES,
               show_default=True, help="Larger request bodies get 413.")
 @click.option("--usability-cache-seconds", type=click.FloatRange(min=0, min_open=True),
@@ -54,7 +62,8 @@ from mlflow_governance import sidecar
 @click.option("--timeout", type=click.IntRange(min=1), default=60, show_default=True,
               help="gunicorn worker timeout in seconds.")
 def serve_command(model, alias, version, staging, host, port, workers, threads, payload_url, spool_dir,
-                  monitor_every_rows, monitor_every_seconds, max_body_bytes, usability_cache_seconds,
+                  monitor_every_rows, monitor_every_seconds, monitor_min_interval, monitor_cpu_share,
+                  monitor_report_every, max_body_bytes, usability_cache_seconds,
                   batch_window_ms, timeout):
     """Serve a governed model: POST /invocations and /feedback, GET /health, /status, /metrics.
 
@@ -80,7 +89,9 @@ def serve_command(model, alias, version, staging, host, port, workers, threads, 
         payload_url=payload_url, spool_dir=spool_dir, max_body_bytes=max_body_bytes,
         usability_cache_seconds=usability_cache_seconds, batch_window_ms=batch_window_ms if threads > 1 else 0.0)
     server = ServerOptions(host=host, port=port, workers=workers, threads=threads, timeout=timeout,
-                           monitor_every_rows=monitor_every_rows, monitor_every_seconds=monitor_every_seconds)
+                           monitor_every_rows=monitor_every_rows, monitor_every_seconds=monitor_every_seconds,
+                           monitor_min_interval_seconds=monitor_min_interval, monitor_cpu_share=monitor_cpu_share,
+                           monitor_report_every_seconds=monitor_report_every)
     try:
         code = run(options, server)
     except ServeError as exc:

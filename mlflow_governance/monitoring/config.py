@@ -392,6 +392,20 @@ def parse_config(mapping: Mapping[str, Any] | MonitorConfig | None) -> MonitorCo
     )
 
 
+def recorded_config(status_version: Mapping[str, Any]) -> MonitorConfig | None:
+    """The configuration recorded on a version (its ``monitors`` entry in the governance status),
+    or None when none is recorded yet."""
+    text = (status_version.get("monitors") or {}).get("config")
+    return parse_config(json.loads(text)) if text else None
+
+
+def config_in_force(status_version: Mapping[str, Any]) -> tuple[MonitorConfig, bool]:
+    """(the configuration that governs a version, whether it is recorded on it): the recorded
+    one, else the defaults. Validation, the production monitor and `mlgov monitors show` agree."""
+    recorded = recorded_config(status_version)
+    return (recorded, True) if recorded is not None else (default_config(), False)
+
+
 def load_config(path: str | Path) -> MonitorConfig:
     """Read and parse a YAML or JSON monitor configuration file."""
     p = Path(path)

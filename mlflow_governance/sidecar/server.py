@@ -162,6 +162,9 @@ class ServerOptions:
     graceful_timeout: int = 30
     monitor_every_rows: int = 1000
     monitor_every_seconds: float = 20.0
+    monitor_min_interval_seconds: float = 5.0
+    monitor_cpu_share: float = 0.2
+    monitor_report_every_seconds: float = 300.0
 
     @property
     def monitoring(self) -> bool:
@@ -281,7 +284,10 @@ def _watch(options: ServeOptions, server: ServerOptions, stop: threading.Event) 
             try:
                 Watcher(model=options.model, version=options.version, alias=options.alias,
                         payload_url=options.payload_url, every_rows=server.monitor_every_rows,
-                        every_seconds=server.monitor_every_seconds, staging=options.staging).loop(stop)
+                        every_seconds=server.monitor_every_seconds, staging=options.staging,
+                        min_interval_seconds=server.monitor_min_interval_seconds,
+                        cpu_share=server.monitor_cpu_share,
+                        report_every_seconds=server.monitor_report_every_seconds).loop(stop)
             except Exception:  # noqa: BLE001 - the monitor is restarted; scoring goes on
                 log.exception("production monitor stopped; restarting in %.0fs", WATCHER_RESTART_SECONDS)
                 stop.wait(WATCHER_RESTART_SECONDS)

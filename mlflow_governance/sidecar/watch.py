@@ -12,6 +12,14 @@ ModelMonitor service user, configured like any client's), audited with the figur
 the scoring workers then refuse with 423 until the owner re-accepts. A staging version is
 evaluated and recorded but never changes usability.
 
+Under heavy traffic the rows arrive faster than any schedule by rows, so the monitor bounds its own
+CPU: evaluations are at least ``min_interval_seconds`` apart, and after one that cost ``c`` CPU
+seconds the next waits until the monitor has used no more than ``cpu_share`` of one core. The
+figures themselves are cheap (about 0.1 CPU s for 5,000 rows); evidently's HTML report is not
+(about 1-3 CPU s and 4 MB per report), so it is attached to the run of every breach, of the first
+evaluation, and otherwise at most every ``report_every_seconds``; the run's
+``mlgov_monitor_report`` tag says whether this one has it.
+
 `mlgov monitor` / ``mlflow run . -e monitor`` runs one evaluation as a batch job (`run_batch`).
 """
 
@@ -38,7 +46,11 @@ log = logging.getLogger(__name__)
 DEFAULT_EVERY_ROWS = 1000
 DEFAULT_EVERY_SECONDS = 20.0
 DEFAULT_WINDOW_ROWS = 5000
+DEFAULT_MIN_INTERVAL_SECONDS = 5.0
+DEFAULT_CPU_SHARE = 0.2
+DEFAULT_REPORT_EVERY_SECONDS = 300.0
 POLL_SECONDS = 1.0
+REPORT_ARTIFACT = "monitoring/evidently_drift.html"
 
 
 def read_window(engine: sa.Engine, model: str, version: int, rows: int, staging: bool = False, after_seq: int = 0):
@@ -52,9 +64,11 @@ def read_window(engine: sa.Engine, model: str, version: int, rows: int, staging:
     latest = (
         sa.select(f.c.request_id, sa.func.max(f.c.seq).label("seq")).group_by(f.c.request_id).subquery("latest")
     )
+    label = f.alias("label")
     query = (
-        sa.select(p.c.seq, p.c.features, p.c.prediction, p.c.probability, latest.c.seq.label("fseq"))
-        .select_from(p.outerjoin(latest, latest.c.request_id == p.c.request_id))
+        sa.select(p.c.seq, p.c.features, p.c.prediction, p.c.probability, label.c.label)
+        .select_from(p.outerjoin(latest, latest.c.request_id == p.c.request_id)
+                     .outerjoin(label, label.c.seq == latest.c.seq))
         .where(p.c.model == model, p.c.version == int(version), p.c.staging == bool(staging),
                p.c.seq > int(after_seq))
         .order_by(p.c.seq.desc())
@@ -62,18 +76,11 @@ def read_window(engine: sa.Engine, model: str, version: int, rows: int, staging:
     )
     with engine.connect() as conn:
         found = conn.execute(query).all()
-        labels_by_seq: dict[int, int] = {}
-        fseqs = [r.fseq for r in found if r.fseq is not None]
-        for start in range(0, len(fseqs), 500):
-            chunk = fseqs[start : start + 500]
-            for seq, value in conn.execute(sa.select(f.c.seq, f.c.label).where(f.c.seq.in_(chunk))):
-                labels_by_seq[int(seq)] = int(value)
     if not found:
         return None, 0
     found = found[::-1]  # oldest first
     features = feature_frame(pd.DataFrame([json.loads(r.features) for r in found]))
-    labels = np.array([labels_by_seq.get(r.fseq, np.nan) if r.fseq is not None else np.nan for r in found],
-                      dtype="float64")
+    labels = np.array([np.nan if r.label is None else int(r.label) for r in found], dtype="float64")
     window = Window(features, np.array([r.prediction for r in found], dtype="int64"),
                     np.array([r.probability for r in found], dtype="float64"), labels)
     return window, int(found[-1].seq)
@@ -122,6 +129,9 @@ class Watcher:
     every_seconds: float = DEFAULT_EVERY_SECONDS
     staging: bool = False
     window_rows: int = DEFAULT_WINDOW_ROWS
+    min_interval_seconds: float = DEFAULT_MIN_INTERVAL_SECONDS
+    cpu_share: float = DEFAULT_CPU_SHARE
+    report_every_seconds: float = DEFAULT_REPORT_EVERY_SECONDS
     experiment: str | None = None
     client: Any = None
     last: dict[str, Any] = field(default_factory=dict)
@@ -129,6 +139,8 @@ class Watcher:
     _prepared: dict[tuple[int, str], Any] = field(default_factory=dict, repr=False)
     _seen_seq: int = 0
     _last_run: float = 0.0
+    _last_cost: float = 0.0  # CPU seconds of the last evaluation (this thread)
+    _last_report: float | None = None  # monotonic time of the last evidently report
     # After the owner re-accepts a rejected version, the window restarts with the rows scored
     # from then on: the rows that were reviewed do not turn it red again.
     _floor_seq: int = 0
@@ -187,11 +199,10 @@ class Watcher:
     def _monitors(self, version: int, status: dict[str, Any]):
         """The monitors for ``version`` under its configuration in force, prepared once."""
         from mlflow_governance.monitoring import suite
-        from mlflow_governance.monitoring.config import default_config, parse_config
+        from mlflow_governance.monitoring.config import config_in_force
         from mlflow_governance.validation.inputs import load_version
 
-        recorded = (status.get("monitors") or {}).get("config")
-        config = parse_config(json.loads(recorded)) if recorded else default_config()
+        config, _ = config_in_force(status)
         key = (version, config.digest())
         if key not in self._prepared:
             under_test = load_version(self.model, version, status.get("fields") or {})
@@ -205,6 +216,7 @@ class Watcher:
         to evaluate (no served version, no rows)."""
         from mlflow_governance.monitoring import suite
 
+        started_cpu = time.thread_time()
         version, status = self.served_version()
         if version is None:
             self.last = {"verdict": None, "reason": f"{self.model!r} has no production version to watch"}
@@ -216,7 +228,8 @@ class Watcher:
             return None
         config, monitors = self._monitors(version, status)
         evaluation = suite.evaluate(monitors, window, config.digest())
-        run_id = self._log_run(version, evaluation, window, monitors)
+        report = self.report_due(evaluation)
+        run_id = self._log_run(version, evaluation, window, monitors, report)
         action = None
         comment = None
         if (evaluation.verdict == BREACH and not self.staging and status.get("stage") == workflow.READY_TO_USE
@@ -232,12 +245,20 @@ class Watcher:
                 log.error("monitor could not reject %s version %s: %s", self.model, version, comment)
         self._record(version, len(window), evaluation, run_id, action)
         self._seen_seq, self._last_run = top, time.monotonic()
+        self._last_cost = time.thread_time() - started_cpu
         self.last = {"verdict": evaluation.verdict, "version": version, "reason": evaluation.reason,
                      "run_id": run_id, "usability_action": action, "comment": comment,
-                     "figures": evaluation.figures()}
+                     "figures": evaluation.figures(), "report": report, "cpu_seconds": round(self._last_cost, 3)}
         return evaluation
 
-    def _log_run(self, version: int, evaluation, window, monitors) -> str | None:
+    def report_due(self, evaluation) -> bool:
+        """Whether this evaluation's run gets evidently's HTML report: on a breach, the first time,
+        and otherwise once ``report_every_seconds`` have passed since the last one."""
+        if evaluation.verdict == BREACH or self._last_report is None:
+            return True
+        return time.monotonic() - self._last_report >= self.report_every_seconds
+
+    def _log_run(self, version: int, evaluation, window, monitors, report: bool = True) -> str | None:
         """One MLflow run per evaluation, linked to the version (metrics on its logged model)."""
         import mlflow
         from mlflow import MlflowClient
@@ -249,7 +270,8 @@ class Watcher:
             with mlflow.start_run(run_name=f"monitor {self.model} v{version}") as run:
                 mlflow.set_tags({"governed_model": self.model, "governed_version": str(version),
                                  "mlgov_monitor_verdict": evaluation.verdict, "mlgov_staging": str(self.staging),
-                                 "monitor_config_digest": evaluation.digest})
+                                 "monitor_config_digest": evaluation.digest,
+                                 "mlgov_monitor_report": "evidently" if report else "figures only"})
                 mlflow.log_params({"window_rows": len(window), "governed_version": version})
                 mlflow.log_metrics(metrics)
                 model_id = getattr(MlflowClient().get_model_version(self.model, str(version)), "model_id", None)
@@ -257,11 +279,12 @@ class Watcher:
                     mlflow.log_metrics({f"monitor.{k}": v for k, v in metrics.items()}, model_id=model_id)
                 mlflow.log_dict(evaluation.to_dict(), "monitoring/evaluation.json")
                 drift = next((m for m in monitors if getattr(m, "name", "") == "drift"), None)
-                if drift is not None and hasattr(drift, "evidently_html"):
+                if report and drift is not None and hasattr(drift, "evidently_html"):
                     with tempfile.TemporaryDirectory() as tmp:
-                        page = Path(tmp) / "evidently_drift.html"
+                        page = Path(tmp) / Path(REPORT_ARTIFACT).name
                         page.write_text(drift.evidently_html(window))
-                        mlflow.log_artifact(str(page), "monitoring")
+                        mlflow.log_artifact(str(page), str(Path(REPORT_ARTIFACT).parent))
+                    self._last_report = time.monotonic()
                 return run.info.run_id
         except Exception as exc:  # noqa: BLE001 - the verdict still counts without its run
             log.error("could not log the monitoring run for %s version %s: %s", self.model, version, exc)
@@ -278,8 +301,19 @@ class Watcher:
 
     # --- the schedule --------------------------------------------------------------------
 
+    def next_allowed(self) -> float:
+        """The monotonic time before which no evaluation starts: ``min_interval_seconds`` after the
+        last one, and late enough that the last one's CPU is at most ``cpu_share`` of the time."""
+        wait = self.min_interval_seconds
+        if self.cpu_share > 0:
+            wait = max(wait, self._last_cost / self.cpu_share)
+        return self._last_run + wait
+
     def due(self) -> bool:
-        """Whether enough rows or enough time have passed since the last evaluation."""
+        """Whether enough rows or enough time have passed since the last evaluation (and the CPU
+        budget allows one now)."""
+        if time.monotonic() < self.next_allowed():
+            return False
         version, status = self.served_version()
         if version is None:
             return False
@@ -307,7 +341,8 @@ class Watcher:
 
 def run_batch(model: str, payload_url: str, version: int | None = None, window_rows: int = DEFAULT_WINDOW_ROWS,
               staging: bool = False):
-    """One evaluation over the payload table (`mlgov monitor`, ``mlflow run . -e monitor``)."""
+    """One evaluation over the payload table (`mlgov monitor`, ``mlflow run . -e monitor``), always
+    with evidently's report."""
     watcher = Watcher(model=model, version=version, payload_url=payload_url, window_rows=window_rows,
-                      staging=staging)
+                      staging=staging, report_every_seconds=0.0)
     return watcher, watcher.run_once()
