@@ -147,6 +147,26 @@ class _EnvironmentVariable:
         return self.name.__format__(format_spec)
 
 
+def seconds(value: str) -> int:
+    """A whole number of seconds, 0 or more (a setting's type)."""
+    number = int(value)
+    if number < 0:
+        raise ValueError(value)
+    return number
+
+
+def count(value: str) -> int:
+    """A whole number, 1 or more (a setting's type)."""
+    number = int(value)
+    if number < 1:
+        raise ValueError(value)
+    return number
+
+
+seconds.__name__ = "number of seconds (0 or more)"
+count.__name__ = "whole number (1 or more)"
+
+
 class _BooleanEnvironmentVariable(_EnvironmentVariable):
     """A true/false setting: ``true``/``1``/``yes``/``on`` or ``false``/``0``/``no``/``off``."""
 
@@ -273,6 +293,24 @@ MLGOV_ALLOWED_ORIGINS = _ListEnvironmentVariable(
     description="Browser origins besides the server's own that may call it; when set, every other origin is "
     "refused (MLflow alone lets any http://localhost or 127.0.0.1 page call with credentials)",
     default_doc="unset: MLflow's CORS rule only",
+)
+MLGOV_AUTH_CACHE_SECONDS = _EnvironmentVariable(
+    "MLGOV_AUTH_CACHE_SECONDS", seconds, 60,
+    description="How long a worker trusts a password it has checked (keyed by the stored hash as well, so a changed "
+    "password or a deleted user is refused at once); 0 checks every request",
+)
+MLGOV_SESSION_SECONDS = _EnvironmentVariable(
+    "MLGOV_SESSION_SECONDS", count, 28800,
+    description="Lifetime of a browser sign-in (the signed session cookie of the approvals page and the MLflow UI)",
+)
+MLGOV_SIGNIN_MAX_FAILURES = _EnvironmentVariable(
+    "MLGOV_SIGNIN_MAX_FAILURES", count, 5,
+    description="Failed sign-ins for one user name or one address, within MLGOV_SIGNIN_LOCKOUT_SECONDS, that lock "
+    "it out",
+)
+MLGOV_SIGNIN_LOCKOUT_SECONDS = _EnvironmentVariable(
+    "MLGOV_SIGNIN_LOCKOUT_SECONDS", seconds, 60,
+    description="How long a lock-out lasts after the last failed sign-in (and the window failures are counted in)",
 )
 MLFLOW_SERVER_ALLOWED_HOSTS = _ListEnvironmentVariable(
     "MLFLOW_SERVER_ALLOWED_HOSTS",

@@ -61,6 +61,19 @@ audit_head = sa.Table(
 )
 
 
+# Failed sign-ins to the governance server, shared by its workers: what a lock-out counts.
+signin_failures = sa.Table(
+    "mlgov_signin_failure",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("ts", sa.BigInteger, nullable=False),
+    sa.Column("username", sa.String(256), nullable=True),
+    sa.Column("address", sa.String(64), nullable=True),
+    sa.Index("ix_mlgov_signin_failure_username", "username", "ts"),
+    sa.Index("ix_mlgov_signin_failure_address", "address", "ts"),
+)
+
+
 def create_all(engine: sa.engine.Engine) -> None:
     """Create the governance tables and the audit head if missing (safe to call concurrently)."""
     try:

@@ -38,6 +38,7 @@ def mlflow_server(
     registry_uri: str,
     app_name: str | None = None,
     env: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> Iterator[str]:
     """Run ``mlflow server`` on a free 127.0.0.1 port; yields its base URL."""
     port = free_port()
@@ -50,7 +51,7 @@ def mlflow_server(
         "--port",
         str(port),
         "--workers",
-        "1",
+        str(workers),
         "--backend-store-uri",
         backend_uri,
         "--registry-store-uri",
@@ -62,7 +63,10 @@ def mlflow_server(
         cmd += ["--app-name", app_name]
     # MLflow's job runner starts five huey consumers that each import MLflow: on two cores that
     # triples a server's start-up, and no governance test schedules a job.
-    full_env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})}
+    # Every test client signs in from 127.0.0.1, and many tests try wrong passwords on purpose: the
+    # lock-out is exercised by its own tests (tests/test_signin.py), which set their own limits.
+    full_env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLGOV_SIGNIN_MAX_FAILURES": "1000",
+                **(env or {})}
     full_env.pop("MLGOV_USER", None)  # the server must never act as the test's local user
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=full_env, cwd=workdir,

@@ -89,7 +89,9 @@ def configure_basic_auth() -> None:
         "[mlflow]\n"
         f"default_permission = {permission}\n"
         f"database_uri = {_auth_database_uri()}\n"
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
+        # Ours: basic-auth or the browser session, verified at most once per request and cached
+        # per process under the stored hash (mlflow_governance.server.credentials).
+        "authorization_function = mlflow_governance.server.credentials:authenticate_request\n",
         encoding="utf-8",
     )
     MLFLOW_AUTH_CONFIG_PATH.set(str(ini))
@@ -101,8 +103,9 @@ def create_app():
     from mlflow.server import app as flask_app
     from mlflow.server import auth
 
-    from mlflow_governance.server import api, pages, permissions, users
+    from mlflow_governance.server import api, pages, permissions, signin, users
 
+    signin.register(flask_app)  # before basic-auth's hook: the sign-in form needs no credentials
     api.register(flask_app, auth)
     pages.register(flask_app, auth)
     users.register(flask_app)  # no SQL or password hash in the user routes' error messages

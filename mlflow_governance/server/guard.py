@@ -81,7 +81,7 @@ def add_origin_guard_flask(flask_app) -> None:
 
 def add_native_route_guard(fastapi_app) -> None:
     """Refuse unauthenticated requests to `PUBLIC_NATIVE_PATHS` with MLflow's JSON 401."""
-    from mlflow.server.auth import store as auth_store
+    from mlflow_governance.server.credentials import SignInLocked, verify_password
 
     @fastapi_app.middleware("http")
     async def require_authentication(request, call_next):
@@ -92,7 +92,14 @@ def add_native_route_guard(fastapi_app) -> None:
             return Response(_forbidden_body(problem), status_code=403, media_type="application/json")
         if request.url.path.startswith(PUBLIC_NATIVE_PATHS):
             creds = _credentials(request.headers.get("authorization"))
-            ok = creds is not None and await run_in_threadpool(auth_store.authenticate_user, *creds)
+            client = request.client.host if request.client else None
+            try:
+                ok = creds is not None and await run_in_threadpool(verify_password, *creds, client)
+            except SignInLocked as exc:
+                from starlette.responses import Response
+
+                return Response(_forbidden_body(exc.message), status_code=423, media_type="application/json",
+                                headers={"Retry-After": str(exc.retry_after)})
             if not ok:
                 from starlette.responses import Response
 
