@@ -92,7 +92,7 @@ def browser_as(tmp_path):
 
     drivers = []
 
-    def start(user: str):
+    def start(user: str, basic: bool = True):
         opts = webdriver.ChromeOptions()
         opts.binary_location = CHROMIUM
         for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -101,6 +101,8 @@ def browser_as(tmp_path):
             opts.add_argument(arg)
         driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
         drivers.append(driver)
+        if not basic:  # signs in on the form, like a person
+            return driver
         token = base64.b64encode(f"{user}:{PASSWORDS[user]}".encode()).decode()
         driver.execute_cdp_cmd("Network.enable", {})
         driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Basic {token}"}})
@@ -265,7 +267,7 @@ def test_forms_are_the_ones_the_user_may_use(server, browser_as):
     rita.get(model_url(server, watched))
     wait_for(lambda: rita.find_elements(By.ID, "model-stage"), what="model page")
     assert rita.find_element(By.ID, "read-only").is_displayed()
-    assert not rita.find_elements(By.CSS_SELECTOR, "form")
+    assert not rita.find_elements(By.CSS_SELECTOR, "form:not(#signout)")
     rita.get(server + "/governance/")
     assert watched not in (rita.find_elements(By.ID, "inbox") or [rita.find_element(By.ID, "inbox-empty")])[0].text
     assert watched in rita.find_element(By.ID, "models").text  # still listed among the readable models
@@ -417,3 +419,37 @@ def test_approver_approves_in_the_stock_mlflow_ui(server, browser_as, tmp_path):
     assert (shots / "mlflow-ui-approved.png").stat().st_size > 10_000
     row = owner.audit(model, None)[-1]
     assert (row["actor"], row["action"], row["to_stage"]) == ("adam", "approve", wf.DATA_ACQUISITION)
+
+
+def test_sign_in_once_for_the_approvals_page_and_the_mlflow_ui(server, browser_as):
+    """No basic-auth header: the browser is sent to the sign-in form, and its session cookie then
+    carries a governed approval on the approvals page's model and in the stock MLflow UI."""
+    from selenium.webdriver.common.by import By
+
+    model = unique("signin")
+    owner = api(server, "olivia")
+    initiate(server, model)
+    driver = browser_as("adam", basic=False)
+    driver.get(model_url(server, model))
+    wait_for(lambda: driver.find_elements(By.ID, "signin"), what="the sign-in form")
+    assert "/governance/signin?next=" in driver.current_url
+    driver.find_element(By.ID, "username").send_keys("adam")
+    driver.find_element(By.ID, "password").send_keys("not-adams-password")
+    driver.find_element(By.ID, "signin-submit").click()
+    wait_for(lambda: "wrong user name or password" in driver.find_element(By.ID, "signin-error").text,
+             what="the refusal")
+    driver.find_element(By.ID, "password").send_keys(PASSWORDS["adam"])
+    driver.find_element(By.ID, "signin-submit").click()
+    wait_for(lambda: driver.find_elements(By.ID, "current-user"), what="the model page, signed in")
+    assert driver.find_element(By.ID, "current-user").text == "adam"
+    assert driver.current_url.endswith(f"/governance/model?name={model}")
+    cookie = driver.get_cookie("mlgov_session")
+    assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
+    driver.get(f"{server}/#/models/{model}")
+    add_tag_in_mlflow_ui(driver, "mlgov.action", "approve")
+    wait_for(lambda: owner.status(model, None)["stage"] == wf.DATA_ACQUISITION, what="the approval in the MLflow UI")
+    assert owner.audit(model, None)[-1]["actor"] == "adam"
+    driver.get(f"{server}/governance/")
+    driver.find_element(By.CSS_SELECTOR, "#signout button").click()
+    wait_for(lambda: driver.find_elements(By.ID, "signin"), what="the sign-in form after signing out")
+    assert driver.get_cookie("mlgov_session") is None

@@ -160,6 +160,8 @@ def test_the_session_cookie_signs_pages_and_the_mlflow_ui_in(strict_server):
     assert page.status_code == 200 and 'id="current-user">vera<' in page.text
     search = browser.get(f"{url}/ajax-api/2.0/mlflow/registered-models/search", timeout=30)
     assert search.status_code == 200, search.text
+    # MLflow's native FastAPI route that the UI asks first (guarded apart from Flask's hook).
+    assert browser.get(f"{url}/ajax-api/3.0/mlflow/server-info", timeout=30).status_code == 200
     ui = browser.get(f"{url}/", headers={"Accept": "text/html"}, timeout=30)
     assert ui.status_code == 200 and "<html" in ui.text.lower()
     # A forged cookie (another user's name under vera's signature) is refused.

@@ -81,7 +81,7 @@ def add_origin_guard_flask(flask_app) -> None:
 
 def add_native_route_guard(fastapi_app) -> None:
     """Refuse unauthenticated requests to `PUBLIC_NATIVE_PATHS` with MLflow's JSON 401."""
-    from mlflow_governance.server.credentials import SignInLocked, verify_password
+    from mlflow_governance.server.credentials import SESSION_COOKIE, SignInLocked, session_user, verify_password
 
     @fastapi_app.middleware("http")
     async def require_authentication(request, call_next):
@@ -93,8 +93,12 @@ def add_native_route_guard(fastapi_app) -> None:
         if request.url.path.startswith(PUBLIC_NATIVE_PATHS):
             creds = _credentials(request.headers.get("authorization"))
             client = request.client.host if request.client else None
+            cookie = request.cookies.get(SESSION_COOKIE)
             try:
-                ok = creds is not None and await run_in_threadpool(verify_password, *creds, client)
+                if creds is not None:
+                    ok = await run_in_threadpool(verify_password, *creds, client)
+                else:  # a browser signed in on the form
+                    ok = bool(cookie) and await run_in_threadpool(session_user, cookie) is not None
             except SignInLocked as exc:
                 from starlette.responses import Response
 
