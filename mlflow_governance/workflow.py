@@ -86,6 +86,9 @@ MODEL_STAGES = frozenset(
 )
 # A version that has not entered the workflow yet inherits this model stage as its own.
 VERSION_ENTRY_STAGE = APPROVED_FOR_DEVELOPMENT
+# Where a version may be served for user acceptance testing (`mlgov serve --staging`): from its
+# validation to its pre-production review, never before validation nor once it is Ready to Use.
+STAGING_STAGES: tuple[str, ...] = STAGES[STAGES.index(APPROVED_FOR_VALIDATION) : STAGES.index(READY_TO_USE)]
 
 # --- actions ---------------------------------------------------------------------------------
 

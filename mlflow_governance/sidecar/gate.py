@@ -40,14 +40,7 @@ from mlflow_governance.sidecar import ServeOptions, schema
 
 log = logging.getLogger(__name__)
 
-STAGING_STAGES: tuple[str, ...] = (
-    wf.APPROVED_FOR_VALIDATION,
-    wf.MODEL_VALIDATION_COMPLETED,
-    wf.APPROVED_FOR_DEPLOYMENT,
-    wf.MODEL_DEPLOYMENT_COMPLETED,
-    wf.APPROVED_FOR_PRODUCTIONIZATION,
-    wf.PRE_PRODUCTION_REVIEW,
-)
+STAGING_STAGES = wf.STAGING_STAGES  # the lifecycle table's, named here for the gate's readers
 AUDIT_ROWS = 200
 RETRY_SECONDS = 1.0
 REMOTE_TIMEOUT_SECONDS = 2.0  # at least this long for a governance server to answer a read
