@@ -2,7 +2,10 @@
 
 Exit codes as everywhere in ``mlgov`` (2 bad input, 3 refused, 4 not found), plus 5 for a
 validation whose monitors breached: the run and its report are logged, the version is not
-submitted (pass ``--override-comment`` to submit it anyway, audited with the overridden figures).
+submitted (pass ``--override-comment`` to submit it anyway, audited with the overridden figures),
+and 7 for a failed UAT smoke test (``--smoke-test`` / ``--smoke-url``): the run and its report are
+logged, the version is not submitted, and no override applies. A ``--smoke-url`` whose ``/status``
+does not answer for this model and version in staging mode is refused (3) before anything is written.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import click
 from mlflow_governance.cli.common import echo_json
 
 EXIT_BREACHED = 5
+EXIT_SMOKE_FAILED = 7
 
 
 @click.command("validate")
@@ -27,13 +31,26 @@ EXIT_BREACHED = 5
 @click.option("--override-comment", default=None, metavar="TEXT",
               help="Submit even though a monitor breached, saying why (audited with the overridden figures).")
 @click.option("--experiment", default=None, help="Experiment of the validation run (default: MODEL-validation).")
+@click.option("--smoke-test", is_flag=True,
+              help="UAT deployment: start a staging sidecar of the version (mlgov serve --staging, as you) and record "
+                   "a REST smoke test in the report; a failed one is not submitted (exit 7).")
+@click.option("--smoke-url", default=None, metavar="URL",
+              help="Run the REST smoke test against this running staging sidecar of the version instead.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def validate_command(model, version, data, config_path, override_comment, experiment, as_json):
+def validate_command(model, version, data, config_path, override_comment, experiment, smoke_test, smoke_url,
+                     as_json):
     """Validate a version as the ModelValidator and submit it to Model Validation Completed."""
-    from mlflow_governance.validation.validate import ValidationBreached, validate
+    from mlflow_governance.validation.validate import SmokeTestFailed, ValidationBreached, validate
 
+    if smoke_test and (smoke_url or "").strip():
+        raise click.UsageError("give --smoke-test (start a staging sidecar) or --smoke-url (test a running one), "
+                               "not both")
     try:
-        result = validate(model, version, data, config_path, override_comment, experiment)
+        result = validate(model, version, data, config_path, override_comment, experiment,
+                          smoke_test=smoke_test, smoke_url=smoke_url)
+    except SmokeTestFailed as exc:
+        click.echo(f"Error: {exc.message}", err=True)
+        sys.exit(EXIT_SMOKE_FAILED)
     except ValidationBreached as exc:
         click.echo(f"Error: {exc.message}", err=True)
         sys.exit(EXIT_BREACHED)
@@ -45,6 +62,10 @@ def validate_command(model, version, data, config_path, override_comment, experi
         value = "undefined" if f["value"] is None else f"{f['value']:.4f}"
         bound = f" {f['comparison']} {f['threshold']}" if f.get("threshold") is not None else ""
         click.echo(f"  {key}: {value}{bound} [{f['verdict']}]")
+    if result.smoke_test is not None:
+        from mlflow_governance.validation.smoke import summary
+
+        click.echo(summary(result.smoke_test))
     click.echo(f"report: {result.fields['validation_report']}; submitted to Model Validation Completed")
 
 
@@ -59,13 +80,10 @@ def monitors() -> None:
 def monitors_show(model, version):
     """Print the configuration in force (the recorded one, else the defaults) and its digest."""
     from mlflow_governance.client import GovernanceClient
-    from mlflow_governance.monitoring.config import default_config, parse_config
+    from mlflow_governance.monitoring.config import config_in_force
 
-    recorded = (GovernanceClient().status(model, version)["version"].get("monitors") or {})
-    if recorded.get("config"):
-        config, origin = parse_config(json.loads(recorded["config"])), "recorded on the version"
-    else:
-        config, origin = default_config(), "defaults: none recorded on the version yet"
+    config, recorded = config_in_force(GovernanceClient().status(model, version)["version"])
+    origin = "recorded on the version" if recorded else "defaults: none recorded on the version yet"
     click.echo(f"# models:/{model}/{version} monitor configuration ({origin})")
     click.echo(f"# digest {config.digest()}")
     click.echo(json.dumps(config.to_dict(), indent=2, sort_keys=True))

@@ -4,7 +4,10 @@ The page puts the verdict first, then every figure against its threshold, the co
 and ROC curve (PNG images embedded as data URIs), the fairness and drift tables and evidently's
 own drift report (embedded in an ``iframe`` ``srcdoc``, so the page needs no other file). The
 JSON is keyed by figure (``quality.accuracy``, ``drift.share_drifted``...), each with its
-threshold and verdict, plus the overall verdict and the configuration digest.
+threshold and verdict, plus the overall verdict and the configuration digest. When the validation
+ran the UAT smoke test (`mlflow_governance.validation.smoke`), the JSON has its result under
+``smoke_test`` and the page a section "UAT deployment: REST smoke test" (outcome, sidecar, every
+check with its HTTP status and latency).
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ from mlflow_governance.monitoring.suite import Evaluation
 REPORT_SCHEMA = 1
 
 
-def report_json(evaluation: Evaluation, context: dict[str, Any]) -> dict[str, Any]:
-    """The machine-readable report: figures by key, verdicts, digest and what was validated."""
-    return {
+def report_json(evaluation: Evaluation, context: dict[str, Any],
+                smoke_test: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The machine-readable report: figures by key, verdicts, digest and what was validated
+    (and the smoke test's result, when there was one)."""
+    out = {
         "schema_version": REPORT_SCHEMA,
         **context,
         "verdict": evaluation.verdict,
@@ -30,6 +35,9 @@ def report_json(evaluation: Evaluation, context: dict[str, Any]) -> dict[str, An
         "figures": evaluation.figures(),
         "monitors": {r.monitor: r.to_dict() for r in evaluation.results},
     }
+    if smoke_test is not None:
+        out["smoke_test"] = smoke_test
+    return out
 
 
 def _png(fig) -> str:
@@ -96,6 +104,8 @@ iframe { width: 100%; height: 60rem; border: 1px solid #ccc; }
 </style></head><body>
 <h1>Validation of {{ ctx.model }} version {{ ctx.version }}</h1>
 <p id="verdict" class="verdict {{ report.verdict }}">Verdict: {{ report.verdict | upper }}</p>
+{% if report.smoke_test %}<p id="smoke-summary"><a href="#smoke-test">UAT smoke test</a>:
+<strong>{{ "PASSED" if report.smoke_test.passed else "FAILED" }}</strong></p>{% endif %}
 {% if ctx.override_comment %}<p id="override"><strong>Overridden by {{ ctx.validator }}:</strong>
 {{ ctx.override_comment }}</p>{% endif %}
 <p>Validated by <strong>{{ ctx.validator }}</strong> on {{ ctx.rows }} rows of <code>{{ ctx.data }}</code>
@@ -110,6 +120,25 @@ iframe { width: 100%; height: 60rem; border: 1px solid #ccc; }
 <td>{{ "%.4f" | format(f.value) if f.value is not none else "undefined" }}</td>
 <td>{{ f.comparison }} {{ "%.4f" | format(f.threshold) if f.threshold is not none else "" }}</td>
 <td class="{{ f.verdict }}">{{ f.verdict }}</td></tr>{% endfor %}</table>
+{% if report.smoke_test %}{% set smoke = report.smoke_test %}
+<h2 id="smoke-test">UAT deployment: REST smoke test</h2>
+<p id="smoke-verdict" class="verdict {{ "pass" if smoke.passed else "breach" }}">Smoke test:
+{{ "PASSED" if smoke.passed else "FAILED" }}</p>
+<p>{% if smoke.sidecar.origin == "started" %}The staging sidecar the validation started at
+<code>{{ smoke.url }}</code> as {{ smoke.sidecar.identity }} (<code>{{ smoke.sidecar.command }}</code>; exit code
+{{ smoke.sidecar.exit_code }} once stopped).{% else %}The running staging sidecar at
+<code>{{ smoke.url }}</code>.{% endif %} {{ smoke.rows }} validation rows in each body format
+({{ smoke.formats | join(", ") }}), compared with this validation's own predictions:
+{{ smoke.formats_matched }} of {{ smoke.formats | length }} formats matched, largest probability difference
+{{ "%.3g" | format(smoke.max_abs_diff) if smoke.max_abs_diff is not none else "not measured" }}
+(tolerance {{ smoke.tolerance }}); latency p50 {{ smoke.latency_ms.p50 }} ms, max {{ smoke.latency_ms.max }} ms
+over {{ smoke.latency_ms.calls }} calls.</p>
+{% if smoke.failures %}<ul id="smoke-failures">{% for f in smoke.failures %}<li>{{ f }}</li>{% endfor %}</ul>{% endif %}
+<table id="smoke-checks"><tr><th>check</th><th>result</th><th>HTTP</th><th>ms</th><th>detail</th></tr>
+{% for c in smoke.checks %}<tr><td>{{ c.check }}</td><td class="{{ "pass" if c.passed else "breach" }}">
+{{ "pass" if c.passed else "fail" }}</td><td>{{ c.http_status if c.http_status is not none else "" }}</td>
+<td>{{ "%.1f" | format(c.ms) if c.ms is not none else "" }}</td><td>{{ c.detail }}</td></tr>{% endfor %}</table>
+{% endif %}
 <h2>Quality</h2>
 {% if images.confusion %}<img id="confusion-matrix" alt="confusion matrix" src="{{ images.confusion }}">{% endif %}
 {% if images.roc %}<img id="roc-curve" alt="ROC curve" src="{{ images.roc }}">{% endif %}
