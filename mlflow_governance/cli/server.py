@@ -23,10 +23,17 @@ from mlflow_governance.client import GovernanceClient
               help="Configuration file (see governance.env.example); default $MLGOV_CONFIG.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--workers", default=1, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Worker processes; the databases are migrated once before they start.")
 @click.option("--dry-run", is_flag=True, help="Print the mlflow server command instead of running it.")
 def server(config_file: Path | None, host: str, port: int, workers: int, dry_run: bool) -> None:
-    """Start `mlflow server --app-name governance` from the configuration file."""
+    """Start `mlflow server --app-name governance` from the configuration file.
+
+    The registry and user databases are checked and migrated here, once, before the workers
+    start (a database that does not answer: one line naming it, exit 6). GET /health answers
+    while the process runs; GET /health/ready (no credentials) answers 200, or 503 naming the
+    database that is down.
+    """
     try:
         settings.load(config_file)
     except settings.ConfigError as exc:
@@ -57,6 +64,11 @@ def server(config_file: Path | None, host: str, port: int, workers: int, dry_run
     if dry_run:
         click.echo(" ".join(cmd))
         return
+    from mlflow_governance.server.app import _auth_database_uri
+    from mlflow_governance.server.databases import migrate
+
+    # Here, not in each worker: concurrent workers would race MLflow's auth-database migration.
+    migrate(registry, backend, _auth_database_uri())
     os.execv(sys.executable, cmd)
 
 

@@ -19,14 +19,13 @@ from mlflow.protos.databricks_pb2 import (
     INTERNAL_ERROR,
     INVALID_PARAMETER_VALUE,
     RESOURCE_DOES_NOT_EXIST,
-    TEMPORARILY_UNAVAILABLE,
     UNAUTHENTICATED,
 )
 from mlflow.server.handlers import catch_mlflow_exception
 
 from mlflow_governance import engine, workflow
 from mlflow_governance.errors import GovernanceError, leaks_database_text
-from mlflow_governance.server import permissions
+from mlflow_governance.server import outage, permissions
 from mlflow_governance.server.permissions import EDIT, READ
 
 _log = logging.getLogger(__name__)
@@ -304,10 +303,9 @@ def _database_failure(exc: BaseException) -> MlflowException:
     """A client-safe error for a database failure; the original goes to the server log."""
     _log.error("governance request failed in the database", exc_info=exc)
     cause = exc.__cause__ if isinstance(exc, MlflowException) else exc
-    if isinstance(cause, sa.exc.OperationalError | sa.exc.InterfaceError):
-        return MlflowException(
-            "the registry database is not reachable; try again later", error_code=TEMPORARILY_UNAVAILABLE
-        )
+    unavailable = outage.database_failure(cause)  # 503 naming the database that failed (registry, users)
+    if unavailable is not None:
+        return unavailable
     return MlflowException("the registry database refused the request; see the server log", error_code=INTERNAL_ERROR)
 
 

@@ -110,6 +110,11 @@ def create_app():
     pages.register(flask_app, auth)
     users.register(flask_app)  # no SQL or password hash in the user routes' error messages
     permissions.restrict_user_list(auth)  # MLGOV_USER_LIST=admins
+    from mlflow_governance.server import databases, outage
+
+    # GET /health/ready, and a database outage answered 503 naming the database on every route
+    # (registered after the hooks above, so its after_request hook runs before theirs).
+    outage.register(flask_app, databases.from_environment())
     app = auth.create_app(flask_app)
     from mlflow_governance.server.guard import add_native_route_guard, add_origin_guard_flask
 
@@ -117,4 +122,5 @@ def create_app():
         add_origin_guard_flask(app)
     else:  # uvicorn: a FastAPI app wrapping Flask; its middleware sees every route
         add_native_route_guard(app)
+        outage.add_asgi_guard(app)  # outermost: MLflow's native routes and the guards' own failures too
     return app
