@@ -111,9 +111,9 @@ def stored_hash(username: str) -> str | None:
     """The user's current password hash, or None for an unknown user (one indexed row)."""
     from mlflow.server.auth.db.models import SqlUser
 
-    with _auth().store.ManagedSessionMaker() as session:
-        row = session.query(SqlUser.password_hash).filter(SqlUser.username == username).one_or_none()
-    return None if row is None else row[0]
+    users = SqlUser.__table__
+    with _auth().store.engine.connect() as conn:  # Core, not an ORM session: this runs on every request
+        return conn.execute(sa.select(users.c.password_hash).where(users.c.username == username)).scalar()
 
 
 def _check(stored: str | None, password: str) -> bool:
@@ -144,16 +144,20 @@ def _locked(username: str, address: str | None) -> None:
     now = int(time.time() * 1000)
     since = now - s.lockout_seconds * 1000
     f = schema.signin_failures
-    checks = [("user " + repr(username), f.c.username == username, s.max_failures)]
-    if address:  # password spraying: many names from one address
-        checks.append(("address " + address, f.c.address == address, s.max_failures * ADDRESS_FACTOR))
-    with _failures_engine().connect() as conn:
-        for who, condition, limit in checks:
-            count, last = conn.execute(
-                sa.select(sa.func.count(), sa.func.max(f.c.ts)).where(condition, f.c.ts > since)).one()
-            if count and count >= limit:
-                retry = max(1, int((last + s.lockout_seconds * 1000 - now + 999) // 1000))
-                raise SignInLocked(who, retry, int(count))
+    by_user = f.c.username == username
+    by_address = f.c.address == address if address else sa.false()  # password spraying: many names, one address
+    query = sa.select(
+        sa.func.count().filter(by_user), sa.func.max(f.c.ts).filter(by_user),
+        sa.func.count().filter(by_address), sa.func.max(f.c.ts).filter(by_address),
+    ).where(f.c.ts > since, sa.or_(by_user, by_address))
+    with _failures_engine().connect() as conn:  # one indexed query per password check
+        user_count, user_last, address_count, address_last = conn.execute(query).one()
+    for who, count, last, limit in (("user " + repr(username), user_count, user_last, s.max_failures),
+                                    (f"address {address}", address_count, address_last,
+                                     s.max_failures * ADDRESS_FACTOR)):
+        if count and count >= limit:
+            retry = max(1, int((last + s.lockout_seconds * 1000 - now + 999) // 1000))
+            raise SignInLocked(who, retry, int(count))
 
 
 def _failed(username: str, address: str | None) -> None:
