@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import re
+import socket
 import threading
 import time
 import uuid
@@ -80,8 +81,13 @@ def _plain(values: np.ndarray) -> list[Any]:
     return out
 
 
-def rows_of(scored: Scored) -> list[dict[str, Any]]:
-    """The ``mlgov_payload`` rows of one request."""
+def default_replica() -> str:
+    """This process as a payload row names it: host and process id."""
+    return f"{socket.gethostname()} pid {os.getpid()}"[:128]
+
+
+def rows_of(scored: Scored, replica: str | None = None) -> list[dict[str, Any]]:
+    """The ``mlgov_payload`` rows of one request (answered by ``replica``)."""
     names = list(scored.columns)
     columns = [_plain(scored.columns[n]) for n in names]
     predictions = scored.prediction.tolist()
@@ -90,7 +96,7 @@ def rows_of(scored: Scored) -> list[dict[str, Any]]:
     return [
         {"request_id": rid, "ts": scored.ts, "model": scored.model, "version": scored.version,
          "staging": scored.staging, "features": dumps(dict(zip(names, (c[i] for c in columns), strict=True))),
-         "prediction": int(predictions[i]), "probability": float(probabilities[i])}
+         "prediction": int(predictions[i]), "probability": float(probabilities[i]), "replica": replica}
         for i, rid in enumerate(scored.request_ids)
     ]
 
@@ -318,7 +324,7 @@ class PayloadWriter:
         rows: list[dict[str, Any]] = []
         for item in items:
             try:
-                rows.extend(rows_of(item))
+                rows.extend(rows_of(item, default_replica()))  # this process, after any fork
             except Exception:  # noqa: BLE001 - a row that cannot be encoded is a bug, not a reason to lose the rest
                 log.exception("could not encode scored rows %s", item.request_ids[:3])
         for start in range(0, len(rows), self.batch_rows):
@@ -417,7 +423,7 @@ class PayloadWriter:
             with open(path, encoding="utf-8") as f:
                 for lineno, line in enumerate(f, 1):
                     try:
-                        rows.append(json.loads(line))
+                        rows.append({"replica": None, **json.loads(line)})  # spooled by an older release
                     except ValueError:
                         log.error("skipping torn line %d of %s", lineno, path)
             try:

@@ -24,6 +24,7 @@ payload = sa.Table(
     sa.Column("features", sa.Text, nullable=False),  # one JSON object: the row as scored
     sa.Column("prediction", sa.Integer, nullable=False),
     sa.Column("probability", sa.Float, nullable=False),
+    sa.Column("replica", sa.String(128), nullable=True),  # which sidecar process answered: host, pid
     sa.Index("mlgov_payload_model_version", "model", "version", "seq"),
 )
 
@@ -55,6 +56,22 @@ evaluation = sa.Table(
 )
 
 
+# Columns added after the first release, to tables that may already exist: name -> DDL type.
+ADDED_COLUMNS = {"mlgov_payload": {"replica": "VARCHAR(128)"}}
+
+
 def create_all(engine: sa.Engine) -> None:
-    """Create the sidecar's tables if they do not exist (idempotent, safe across replicas)."""
+    """Create the sidecar's tables if they do not exist, and add the columns that later releases
+    added to an older payload database (idempotent, safe across replicas)."""
     metadata.create_all(engine, checkfirst=True)
+    inspector = sa.inspect(engine)
+    for table, columns in ADDED_COLUMNS.items():
+        have = {c["name"] for c in inspector.get_columns(table)}
+        for name, ddl in columns.items():
+            if name not in have:
+                try:
+                    with engine.begin() as conn:
+                        conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {name} {ddl}"))
+                except sa.exc.DBAPIError:  # another replica added it meanwhile
+                    if name not in {c["name"] for c in sa.inspect(engine).get_columns(table)}:
+                        raise
