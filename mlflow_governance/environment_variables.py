@@ -321,6 +321,11 @@ MLGOV_USER_LIST = _ChoiceEnvironmentVariable(
     "MLGOV_USER_LIST", ("all", "admins"), "all",
     description="Who may list every user name and admin flag: all (MLflow's behaviour) or admins",
 )
+MLGOV_PAYLOAD_URL = _EnvironmentVariable(
+    "MLGOV_PAYLOAD_URL", str, None, secret=True,
+    description="The sidecars' payload database (SQLAlchemy URL) that the server's trace route reads",
+    default_doc="none: GET .../trace answers 404 naming this setting",
+)
 MLGOV_USER = _EnvironmentVariable(
     "MLGOV_USER", str, None, in_file=False,
     description="The acting user of a local process (development mode); a server never reads it",

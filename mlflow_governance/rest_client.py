@@ -130,6 +130,10 @@ class RestGovernance:
     def factsheet(self, model: str, fmt: str = "md") -> str:
         return self._call("GET", "/factsheet", {"model": model, "format": fmt}, raw=True)
 
+    def trace(self, request_id: str) -> dict[str, Any]:
+        """The server's trace of a served prediction (it reads its own MLGOV_PAYLOAD_URL)."""
+        return self._call("GET", "/trace", {"request_id": request_id})
+
     def grant(self, user, role):
         return self._call("POST", "/roles/grant", {"username": user, "role": role})["changed"]
 

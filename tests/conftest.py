@@ -183,6 +183,7 @@ def unique(name: str) -> str:
 
 # Session fixtures of the later stages, shared by every test module.
 from tests.plugins.acquisition_fixtures import *  # noqa: E402,F401,F403
+from tests.plugins.demo_fixtures import *  # noqa: E402,F401,F403
 from tests.plugins.postgres_cluster import *  # noqa: E402,F401,F403
 from tests.plugins.serving_fixtures import *  # noqa: E402,F401,F403
 from tests.plugins.training_fixtures import *  # noqa: E402,F401,F403

@@ -15,13 +15,9 @@ import pytest
 MLGOV = str(Path(sys.executable).parent / "mlgov")
 
 
-def test_demo_walks_one_model_to_ready_to_use(tmp_path):
-    workdir = tmp_path / "demo"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLGOV_"))}
-    p = subprocess.run([MLGOV, "demo", "--workdir", str(workdir)], env=env, capture_output=True, text=True,
-                       cwd=tmp_path, timeout=600)
-    assert p.returncode == 0, p.stderr[-3000:]
-    out = p.stdout
+def test_demo_walks_one_model_to_ready_to_use(demo_run, tmp_path):
+    workdir, env, out = demo_run.workdir, demo_run.env, demo_run.stdout
+    assert demo_run.returncode == 0, demo_run.stderr[-3000:]
     steps = re.findall(r"^\s*\d+\. (\w+)\s+(\w+)\s+(.*)$", out, flags=re.M)
     people = {user for user, role, _ in steps if role != "admin"}
     assert people == {"olivia", "adam", "erin", "devi", "victor", "dora", "mona"}
@@ -38,9 +34,10 @@ def test_demo_walks_one_model_to_ready_to_use(tmp_path):
                      r"drift\.share_drifted 0\.\d+\); report runs:/\w+/validation/report\.html", out), out
     assert re.search(r"\| 1 \| validation_verdict \| (pass|override) \|", sheet)
     assert re.search(r"\| 1 \| victor \| (PASS|OVERRIDE) \| runs:/\w+/validation/report\.html \|", sheet)
-    assert "placeholder" not in out and "Downloading artifacts" not in p.stderr
+    assert "placeholder" not in out and "Downloading artifacts" not in demo_run.stderr
     # Everything the demo writes is under its work directory, and its closing commands run as printed.
-    assert not (tmp_path / "mlruns").exists() and list((workdir / "artifacts").rglob("report.html"))
+    assert not (demo_run.cwd / "mlruns").exists() and list((workdir / "artifacts").rglob("report.html"))
+    assert sorted(p.name for p in demo_run.cwd.iterdir()) == ["demo"]
     config = workdir / "governance.env"
     assert config.stat().st_mode & 0o777 == 0o600
     server_line = next(line.strip() for line in out.splitlines() if line.strip().endswith("--port 5000"))

@@ -12,6 +12,7 @@ from mlflow_governance.cli.governance import register as register_governance
 from mlflow_governance.cli.monitoring import register as register_monitoring
 from mlflow_governance.cli.server import register as register_server
 from mlflow_governance.cli.serving import register as register_serving
+from mlflow_governance.cli.trace import register as register_trace
 from mlflow_governance.cli.training import register as register_training
 from mlflow_governance.cli.validation import register as register_validation
 
@@ -35,3 +36,4 @@ register_validation(cli)
 register_monitoring(cli)
 register_deploy(cli)
 register_demo(cli)
+register_trace(cli)

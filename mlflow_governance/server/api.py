@@ -19,6 +19,7 @@ from mlflow.protos.databricks_pb2 import (
     INTERNAL_ERROR,
     INVALID_PARAMETER_VALUE,
     RESOURCE_DOES_NOT_EXIST,
+    TEMPORARILY_UNAVAILABLE,
     UNAUTHENTICATED,
 )
 from mlflow.server.handlers import catch_mlflow_exception
@@ -252,6 +253,56 @@ def factsheet(data):
     return Response(text, mimetype="text/html" if fmt == "html" else "text/markdown")
 
 
+class _ServerSources:
+    """`trace.Sources` over this server's own stores."""
+
+    def __init__(self, store):
+        self.store = store
+
+    def status(self, model, version):
+        return engine.status(self.store, model, version)
+
+    def audit(self, model):
+        return engine.history(self.store, model, None)
+
+    def verify(self):
+        return audit_verify({})
+
+    def run(self, run_id):
+        from mlflow.server.handlers import _get_tracking_store
+
+        try:
+            return _get_tracking_store().get_run(run_id)
+        except MlflowException:
+            return None
+
+    def model_version(self, model, version):
+        try:
+            return self.store.get_model_version(model, str(version))
+        except MlflowException:
+            return None
+
+
+def trace(data):
+    """The evidence behind one served prediction (`mlflow_governance.trace`); READ on its model."""
+    from mlflow_governance import environment_variables as ev
+    from mlflow_governance import trace as tracing
+
+    request_id = _text(data, "request_id")
+    payload_url = ev.MLGOV_PAYLOAD_URL.get()
+    if not payload_url:
+        raise MlflowException(f"this server reads no payload database: set {ev.MLGOV_PAYLOAD_URL} to the sidecars' "
+                              "--payload-url", error_code=RESOURCE_DOES_NOT_EXIST)
+    codes = {"invalid": INVALID_PARAMETER_VALUE, "unknown": RESOURCE_DOES_NOT_EXIST,
+             "unavailable": TEMPORARILY_UNAVAILABLE}
+    user = current_user()
+    try:
+        return tracing.trace(request_id, payload_url, _ServerSources(governed_store()),
+                             authorize=lambda model: permissions.require(model, READ, user))
+    except tracing.TraceError as exc:
+        raise MlflowException(exc.message, error_code=codes[exc.kind]) from None
+
+
 def _require_user_exists(username: str) -> None:
     from mlflow.server.auth import store as auth_store
 
@@ -293,6 +344,7 @@ ROUTES: tuple[tuple[str, str, Callable[[dict], Any], str | None], ...] = (
     ("/audit/verify", "GET", audit_verify, None),
     ("/audit/head", "GET", audit_head, None),
     ("/factsheet", "GET", factsheet, READ),
+    ("/trace", "GET", trace, None),  # READ on the traced row's model, checked once the row is found
     ("/roles/grant", "POST", grant, None),
     ("/roles/revoke", "POST", revoke, None),
     ("/roles/list", "GET", list_roles, None),
