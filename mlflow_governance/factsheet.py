@@ -1,4 +1,10 @@
-"""The model fact sheet: inventory data, stage history, fields and approvals, as Markdown or HTML."""
+"""The model fact sheet: inventory data, stage history, fields and approvals, as Markdown or HTML.
+
+With the sidecars' payload database (`live_evidence`), it also carries the model's live
+evidence: the latest production monitor evaluations of each version, and per version that served
+the latest request it answered, as the `mlgov trace` command (or the server's trace URL) that
+follows it back. The usability history comes from the audit trail either way.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +14,100 @@ from typing import Any
 
 from mlflow_governance import workflow
 
+EVALUATIONS_PER_VERSION = 10
+
 
 def _when(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _sections(status: dict[str, Any], history: list[dict[str, Any]]) -> list[tuple[str, list[str], list[list[str]]]]:
+def live_evidence(payload_url: str, model: str, trace_url: str | None = None) -> dict[str, Any]:
+    """The latest monitor evaluations and the latest served request of each version of ``model``
+    from a payload database; ``{"problem": ...}`` when it cannot be read (the sheet says so).
+    ``trace_url``: the server's trace route, to link requests to (else the `mlgov trace` command)."""
+    import sqlalchemy as sa
+
+    from mlflow_governance.sidecar import schema
+
+    try:
+        engine = sa.create_engine(payload_url)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ValueError):
+        return {"problem": "the payload database URL is not a database URL"}
+    e, p = schema.evaluation, schema.payload
+    try:
+        with engine.connect() as conn:
+            evaluations = [dict(r._mapping) for r in conn.execute(
+                sa.select(e).where(e.c.model == model).order_by(e.c.seq.desc()).limit(EVALUATIONS_PER_VERSION * 20))]
+            latest = sa.select(p.c.version, sa.func.max(p.c.seq).label("seq")).where(
+                p.c.model == model, p.c.staging.is_(False)).group_by(p.c.version).subquery()
+            requests = conn.execute(sa.select(p.c.version, p.c.request_id, p.c.ts).join(
+                latest, p.c.seq == latest.c.seq)).all()
+    except sa.exc.DBAPIError:
+        return {"problem": "the payload database could not be read"}
+    finally:
+        engine.dispose()
+    per_version: dict[int, list[dict[str, Any]]] = {}
+    for row in evaluations:
+        per_version.setdefault(int(row["version"]), [])
+        if len(per_version[int(row["version"])]) < EVALUATIONS_PER_VERSION:
+            per_version[int(row["version"])].append(row)
+    return {"evaluations": per_version, "trace_url": trace_url,
+            "requests": {int(v): {"request_id": rid, "ts": ts} for v, rid, ts in requests}}
+
+
+def _usability_history(history: list[dict[str, Any]]) -> list[list[str]]:
+    out = []
+    for r in history:
+        if r["outcome"] != "allowed" or r.get("version") is None:
+            continue
+        if r.get("to_stage") == workflow.READY_TO_USE and r.get("from_stage") != workflow.READY_TO_USE:
+            event = "accept (Ready to Use)"
+        elif r.get("to_stage") == workflow.READY_TO_USE and r["action"] in (workflow.REJECT, workflow.ACCEPT):
+            event = r["action"]
+        elif r.get("from_stage") == workflow.READY_TO_USE and r.get("to_stage") == workflow.DECOMMISSIONED:
+            event = "decommissioned"
+        else:
+            continue
+        out.append([_when(r["ts"]), str(r["version"]), event, r["actor"], r.get("role") or "-", r.get("comment") or ""])
+    return out
+
+
+def _live_sections(live: dict[str, Any] | None) -> list[tuple[str, list[str], list[list[str]]]]:
+    if live is None:
+        note = [["(no payload database given: mlgov factsheet --payload-url URL, or MLGOV_PAYLOAD_URL on a server)"]]
+        return [("Live monitor evaluations", ["Note"], note)]
+    if live.get("problem"):
+        return [("Live monitor evaluations", ["Note"], [[live["problem"]]])]
+    evaluations = [
+        [_when(r["ts"]), str(r["version"]), r["verdict"].upper(), str(r["rows"]),
+         "; ".join(f"{b['key']}={b['value']}" for b in _json_list(r.get("breaches"))) or "-",
+         r.get("usability_action") or "-", r.get("run_id") or "-"]
+        for version in sorted(live["evaluations"], reverse=True) for r in live["evaluations"][version]
+    ]
+    traces = []
+    for version, req in sorted(live["requests"].items(), reverse=True):
+        link = (f"{live['trace_url']}?request_id={req['request_id']}" if live.get("trace_url")
+                else f"mlgov trace {req['request_id']}")
+        traces.append([str(version), _when(req["ts"]), req["request_id"], link])
+    return [
+        ("Live monitor evaluations (latest first)", ["When", "Version", "Verdict", "Rows", "Breaches", "Usability set",
+                                                     "Run"], evaluations),
+        ("Traces (the latest request each version answered)", ["Version", "When", "Request id", "Trace"], traces),
+    ]
+
+
+def _json_list(text: Any) -> list[dict[str, Any]]:
+    import json
+
+    try:
+        value = json.loads(text) if isinstance(text, str) else (text or [])
+    except ValueError:
+        return []
+    return value if isinstance(value, list) else []
+
+
+def _sections(status: dict[str, Any], history: list[dict[str, Any]],
+              live: dict[str, Any] | None = None) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, header, rows) tables shared by both renderings."""
     inventory = [
         ["Model", status["model"]],
@@ -70,18 +164,20 @@ def _sections(status: dict[str, Any], history: list[dict[str, Any]]) -> list[tup
         ("Validations (an OVERRIDE submitted a breach; its comment names the overridden figures)",
          ["Version", "Validator", "Verdict", "Report", "Comment"], validations),
         ("Monitor configurations", ["When", "Version", "Who", "Role", "Digest"], monitors),
+        ("Usability history", ["When", "Version", "Usability", "Who", "Role", "Comment"], _usability_history(history)),
+        *_live_sections(live),
         ("Refused attempts", ["When", "Who", "Version", "Action", "Reason"], refused),
     ]
 
 
-def render_markdown(status: dict[str, Any], history: list[dict[str, Any]]) -> str:
+def render_markdown(status: dict[str, Any], history: list[dict[str, Any]], live: dict[str, Any] | None = None) -> str:
     """The fact sheet as Markdown."""
 
     def cell(text: str) -> str:
         return str(text).replace("|", "\\|").replace("\n", " ")
 
     out = [f"# Fact sheet: {status['model']} ({status.get('inventory_id') or 'not governed'})", ""]
-    for title, header, rows in _sections(status, history):
+    for title, header, rows in _sections(status, history, live):
         out += [f"## {title}", ""]
         if not rows:
             out += ["(none)", ""]
@@ -94,7 +190,7 @@ def render_markdown(status: dict[str, Any], history: list[dict[str, Any]]) -> st
     return "\n".join(out) + "\n"
 
 
-def render_html(status: dict[str, Any], history: list[dict[str, Any]]) -> str:
+def render_html(status: dict[str, Any], history: list[dict[str, Any]], live: dict[str, Any] | None = None) -> str:
     """The fact sheet as a standalone HTML page."""
     e = html.escape
     parts = [
@@ -104,7 +200,7 @@ def render_html(status: dict[str, Any], history: list[dict[str, Any]]) -> str:
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}th{background:#eef}</style></head><body>",
         f"<h1>Fact sheet: {e(status['model'])} ({e(status.get('inventory_id') or 'not governed')})</h1>",
     ]
-    for title, header, rows in _sections(status, history):
+    for title, header, rows in _sections(status, history, live):
         parts.append(f"<h2>{e(title)}</h2>")
         if not rows:
             parts.append("<p>(none)</p>")

@@ -61,6 +61,19 @@ def served(demo_run, tmp_path_factory, winter_flights):
             "probability": first.json()["probabilities"][0], "work": work}
 
 
+def latest_request(served, version: int) -> str:
+    """The request id of the newest row ``version`` answered (read straight from the payload table)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(served["payload_url"])
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.text("SELECT request_id FROM mlgov_payload WHERE version = :v ORDER BY seq DESC "
+                                        "LIMIT 1"), {"v": version}).scalar_one()
+    finally:
+        engine.dispose()
+
+
 def links_of(result):
     return {link["name"]: link for link in result["links"]}
 
@@ -176,6 +189,12 @@ def test_the_governance_server_traces_with_the_readers_permission(served):
         body = r.json()
         assert body["request_id"] == rid and body["version"] == 1
         assert links_of(body)["validation"]["found"] and links_of(body)["training dataset"]["found"]
+        sheet = requests.get(f"{url}/api/2.0/mlflow-governance/factsheet", params={"model": MODEL},
+                             auth=("rita", "rita-password-1"), timeout=60)
+        assert sheet.status_code == 200, sheet.text
+        link = f"{url}/api/2.0/mlflow-governance/trace?request_id={latest_request(served, 1)}"
+        assert link in sheet.text
+        assert requests.get(link, auth=("rita", "rita-password-1"), timeout=60).json()["version"] == 1
         denied = requests.post(f"{url}/api/3.0/mlflow/users/permissions/grant", auth=("admin", ADMIN_PASSWORD),
                                json={"username": "rita", "resource_type": "registered_model", "resource_id": MODEL,
                                      "permission": "DENY"}, timeout=30)
@@ -209,3 +228,29 @@ def test_a_missing_link_is_reported_missing_never_invented(served, monkeypatch):
     with pytest.raises(TraceError) as raised:
         trace("g" * 32, served["payload_url"], sources)
     assert raised.value.kind == "invalid"
+
+
+def test_the_fact_sheet_carries_the_live_evidence(served, tmp_path):
+    env = {**sidecar_env(served["registry"]["MLFLOW_REGISTRY_URI"], served["registry"]["MLFLOW_TRACKING_URI"]),
+           "MLGOV_USER": "mona"}
+    # One batch evaluation of the production version's rows, as a scheduled job would make.
+    p = subprocess.run([MLGOV, "monitor", "--model", MODEL, "--payload-url", served["payload_url"]], env=env,
+                       capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert p.returncode == 0, p.stderr
+    p = subprocess.run([MLGOV, "factsheet", MODEL, "--payload-url", served["payload_url"]],
+                       env={**env, "MLGOV_USER": "olivia"}, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert p.returncode == 0, p.stderr
+    sheet = p.stdout
+    usability = sheet.split("## Usability history")[1].split("## ")[0]
+    assert re.search(r"\| 1 \| accept \(Ready to Use\) \| olivia \|", usability)
+    assert re.search(r"\| 1 \| decommissioned \|", usability)
+    assert re.search(rf"\| {served['v2']} \| accept \(Ready to Use\) \|", usability)
+    live = sheet.split("## Live monitor evaluations (latest first)")[1].split("## ")[0]
+    assert re.search(rf"\| {served['v2']} \| (PASS|INSUFFICIENT|BREACH) \| {len(served['v2_ids'])} \|", live), live
+    traces = sheet.split("## Traces")[1].split("## ")[0]
+    for version in (1, served["v2"]):
+        assert f"mlgov trace {latest_request(served, version)}" in traces
+    # Without a payload database the sheet says where the live evidence would come from.
+    p = subprocess.run([MLGOV, "factsheet", MODEL], env={**env, "MLGOV_USER": "olivia"}, capture_output=True,
+                       text=True, cwd=tmp_path, timeout=300)
+    assert p.returncode == 0 and "no payload database given" in p.stdout

@@ -214,7 +214,9 @@ def audit_verify(expect_head: str | None) -> None:
 @click.option("--output", default=None,
               help="Write to this file instead of standard output (an existing file only with --force).")
 @click.option("--force", is_flag=True, help="Replace an existing --output file (never a directory or a special file).")
-def factsheet(model: str, fmt: str, output: str | None, force: bool) -> None:
+@click.option("--payload-url", default=None, metavar="URL",
+              help="The sidecars' payload database: adds the live monitor evaluations and a trace per version.")
+def factsheet(model: str, fmt: str, output: str | None, force: bool, payload_url: str | None) -> None:
     """The fact sheet of MODEL: inventory data, stage history, fields, approvals.
 
     --output FILE is checked before the registry is read: an existing file is replaced only
@@ -222,13 +224,14 @@ def factsheet(model: str, fmt: str, output: str | None, force: bool) -> None:
     writable (else exit 2, one line). The file is written to a temporary file and renamed.
     """
     from mlflow_governance import outputs
-    from mlflow_governance.factsheet import render_html, render_markdown
+    from mlflow_governance.factsheet import live_evidence, render_html, render_markdown
 
     if output is not None:
         outputs.check_output_path(output, force)
     client = _client()
     status_ = client.status(model)
-    text = (render_html if fmt == "html" else render_markdown)(status_, client.audit(model))
+    live = live_evidence(payload_url, model) if payload_url else None
+    text = (render_html if fmt == "html" else render_markdown)(status_, client.audit(model), live)
     if output is None:
         click.echo(text)
     else:

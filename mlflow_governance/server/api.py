@@ -247,8 +247,14 @@ def factsheet(data):
     fmt = _text(data, "format", required=False) or "md"
     if fmt not in ("md", "html"):
         raise MlflowException("format must be md or html", error_code=INVALID_PARAMETER_VALUE)
+    from mlflow_governance import environment_variables as ev
+    from mlflow_governance.factsheet import live_evidence
+
+    payload_url = ev.MLGOV_PAYLOAD_URL.get()
+    live = live_evidence(payload_url, model, trace_url=request.host_url.rstrip("/") + PREFIX + "/trace") \
+        if payload_url else None
     text = (render_html if fmt == "html" else render_markdown)(
-        engine.status(store, model), engine.history(store, model)
+        engine.status(store, model), engine.history(store, model), live
     )
     return Response(text, mimetype="text/html" if fmt == "html" else "text/markdown")
 
