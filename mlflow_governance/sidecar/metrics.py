@@ -42,6 +42,7 @@ class Metrics:
         self.rows_scored = Counter("mlgov_sidecar_rows_scored", "Rows scored", registry=r)
         self.rows_logged = Counter("mlgov_sidecar_rows_logged", "Scored rows stored in the payload table",
                                    registry=r)
+        self.rows_explained = Counter("mlgov_sidecar_rows_explained", "Rows explained (POST /explain)", registry=r)
         self.feedback = Counter("mlgov_sidecar_feedback_labels", "Feedback labels stored", registry=r)
         self.spool_rows = Gauge("mlgov_sidecar_spool_rows", "Rows waiting in the spool for the payload database",
                                 registry=r, multiprocess_mode="livesum")

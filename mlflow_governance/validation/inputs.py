@@ -98,31 +98,41 @@ def _download_json(uri: str, tmp: str) -> dict[str, Any]:
         raise ValueError(f"cannot read {uri}: {getattr(exc, 'message', None) or exc}") from exc
 
 
-def load_version(model: str, version: int, fields: dict[str, str]) -> VersionUnderTest:
-    """The version ``models:/model/version`` and the reference development recorded on it."""
+def read_reference(model: str, version: int, fields: dict[str, str], tmp: str) -> tuple[dict[str, Any], pd.DataFrame]:
+    """(the training data statistics document, the reference sample as logged) development recorded
+    on ``version`` of ``model``, downloaded into ``tmp``; ValueError saying what is missing."""
     import mlflow
 
     stats_uri = (fields.get("training_data_statistics") or "").strip()
-    drift_uri = (fields.get("drift_detection_model") or "").strip()
     if not stats_uri:
         raise ValueError(f"version {version} of {model!r} has no training_data_statistics: development did not "
                          "record the reference the monitors compare with")
+    stats = _download_json(stats_uri, tmp)
+    sample = stats.get("reference_sample") or {}
+    accuracy = (stats.get("training_accuracy") or {}).get("value")
+    if not sample.get("artifact") or accuracy is None or "/" not in stats_uri:
+        raise ValueError(
+            f"version {version} of {model!r}: its training_data_statistics ({stats_uri}) records no reference "
+            "sample or training accuracy (developed before monitoring existed): develop it again"
+        )
+    reference_uri = stats_uri.rsplit("/", 1)[0] + "/" + sample["artifact"]
+    try:
+        reference_path = mlflow.artifacts.download_artifacts(artifact_uri=reference_uri, dst_path=tmp)
+        reference_frame = pd.read_parquet(reference_path)
+    except Exception as exc:  # noqa: BLE001
+        raise ValueError(f"cannot read the reference sample {reference_uri}: {exc}") from exc
+    return stats, reference_frame
+
+
+def load_version(model: str, version: int, fields: dict[str, str]) -> VersionUnderTest:
+    """The version ``models:/model/version`` and the reference development recorded on it."""
+    drift_uri = (fields.get("drift_detection_model") or "").strip()
+    if not (fields.get("training_data_statistics") or "").strip():
+        read_reference(model, version, fields, "")  # raises: nothing recorded
     with tempfile.TemporaryDirectory(prefix="mlgov-validation-") as tmp:
         primary, _ = load_mlflow_sklearn(f"models:/{model}/{version}", Path(tmp) / "model")
-        stats = _download_json(stats_uri, tmp)
-        sample = stats.get("reference_sample") or {}
-        accuracy = (stats.get("training_accuracy") or {}).get("value")
-        if not sample.get("artifact") or accuracy is None or "/" not in stats_uri:
-            raise ValueError(
-                f"version {version} of {model!r}: its training_data_statistics ({stats_uri}) records no reference "
-                "sample or training accuracy (developed before monitoring existed): develop it again"
-            )
-        reference_uri = stats_uri.rsplit("/", 1)[0] + "/" + sample["artifact"]
-        try:
-            reference_path = mlflow.artifacts.download_artifacts(artifact_uri=reference_uri, dst_path=tmp)
-            reference_frame = pd.read_parquet(reference_path)
-        except Exception as exc:  # noqa: BLE001
-            raise ValueError(f"cannot read the reference sample {reference_uri}: {exc}") from exc
+        stats, reference_frame = read_reference(model, version, fields, tmp)
         drift_model = load_mlflow_sklearn(drift_uri, Path(tmp) / "drift")[0] if drift_uri else None
-    reference = Reference(feature_frame(reference_frame), float(accuracy), primary, drift_model)
+    accuracy = float(stats["training_accuracy"]["value"])
+    reference = Reference(feature_frame(reference_frame), accuracy, primary, drift_model)
     return VersionUnderTest(model, int(version), primary, reference, stats, dict(fields))
