@@ -116,6 +116,9 @@ def create_app():
     # (registered after the hooks above, so its after_request hook runs before theirs).
     outage.register(flask_app, databases.from_environment())
     app = auth.create_app(flask_app)
+    from mlflow_governance.server.credentials import memoize_reads_per_request
+
+    memoize_reads_per_request(auth.store)  # after create_app: the store is initialised
     from mlflow_governance.server.guard import add_native_route_guard, add_origin_guard_flask
 
     if isinstance(app, type(flask_app)):

@@ -306,3 +306,52 @@ def _authenticate() -> Authorization | Response:
         target = request.full_path.rstrip("?") if request.query_string else request.path
         return redirect(f"{SIGNIN_PAGE}?next={quote(target, safe='')}", code=303)
     return _auth().make_basic_auth_response()
+
+
+# --- one read of the user database per question and request ---------------------------------------
+
+_READS = ("get_", "list_", "has_", "is_", "user_has_")
+_STORE_MEMO = "_mlgov_auth_reads"
+
+
+def memoize_reads_per_request(store) -> None:
+    """Within one request, answer MLflow's basic-auth store reads (users, grants, permissions) once.
+
+    MLflow's permission hook, its response redaction and ``sender_is_admin`` ask the same questions
+    (``get_user``, ``list_grants``, ...) several times per request. The answers are kept on
+    ``flask.g``, so they never outlive the request; any other store call (a write) clears them,
+    so a request that grants a permission and then reads it sees the grant."""
+    if getattr(store, "_mlgov_memoized", False):
+        return
+    import functools
+
+    for name in dir(type(store)):
+        if name.startswith("_") or not callable(getattr(type(store), name, None)) or name == "authenticate_user":
+            continue
+        original = getattr(store, name)
+        if name.startswith(_READS):
+            def read(*args, __original=original, __name=name, **kwargs):
+                if not has_request_context():
+                    return __original(*args, **kwargs)
+                memo = g.setdefault(_STORE_MEMO, {})
+                try:
+                    key = (__name, args, tuple(sorted(kwargs.items())))
+                    hash(key)
+                except TypeError:
+                    return __original(*args, **kwargs)
+                if key not in memo:
+                    memo[key] = __original(*args, **kwargs)
+                value = memo[key]
+                return list(value) if isinstance(value, list) else value
+            setattr(store, name, functools.wraps(original)(read))
+        else:
+            def write(*args, __original=original, **kwargs):
+                if has_request_context():
+                    g.pop(_STORE_MEMO, None)
+                try:
+                    return __original(*args, **kwargs)
+                finally:
+                    if has_request_context():
+                        g.pop(_STORE_MEMO, None)
+            setattr(store, name, functools.wraps(original)(write))
+    store._mlgov_memoized = True
