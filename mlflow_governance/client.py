@@ -90,9 +90,14 @@ class GovernanceClient:
         version: int | None = None,
         fields: dict[str, str] | None = None,
         comment: str | None = None,
+        evidence: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Perform ``action`` (approve/reject/submit/accept/decommission) with optional fields."""
-        return self.backend.transition(model, action, version, fields or {}, comment)
+        """Perform ``action`` (approve/reject/submit/accept/decommission) with optional fields.
+
+        ``evidence`` (a monitor's breached figures, its run, its configuration digest) goes with
+        the change's governance event, for the people it notifies.
+        """
+        return self.backend.transition(model, action, version, fields or {}, comment, evidence)
 
     def set_field(self, model: str, name: str, value: str, version: int | None = None) -> dict[str, Any]:
         """Fill one field of the current stage."""
@@ -168,6 +173,14 @@ class GovernanceClient:
         """The role table."""
         return self.backend.roles()
 
+    def events(self, after: int = 0, limit: int | None = None, model: str | None = None) -> list[dict[str, Any]]:
+        """Governance events after ``after`` (an event id), oldest first (`mlflow_governance.events`)."""
+        return self.backend.events(after, limit, model)
+
+    def events_status(self) -> dict[str, Any]:
+        """How many events are not delivered to MLflow's webhooks yet (and, for an admin or locally, why)."""
+        return self.backend.events_status()
+
 
 class LocalGovernance:
     """Backend over a governed store in this process."""
@@ -178,8 +191,8 @@ class LocalGovernance:
     def initiate(self, model, use_case, risk_tier, business_owner):
         return engine.initiate(self.store, model, use_case, risk_tier, business_owner)
 
-    def transition(self, model, action, version, fields, comment):
-        return engine.act(self.store, model, action, version, fields, comment)
+    def transition(self, model, action, version, fields, comment, evidence=None):
+        return engine.act(self.store, model, action, version, fields, comment, evidence)
 
     def set_field(self, model, name, value, version):
         return engine.set_field(self.store, model, name, value, version)
@@ -217,3 +230,14 @@ class LocalGovernance:
         from mlflow_governance.identity import current_user
 
         return engine.list_roles(self.store, current_user())
+
+    def events(self, after, limit, model):
+        from mlflow_governance import events
+
+        found = events.read(self.store.engine, after, limit or 100, [model] if model else None)
+        return [e.governance_event() for e in found]
+
+    def events_status(self):
+        from mlflow_governance import delivery
+
+        return delivery.status(self.store)

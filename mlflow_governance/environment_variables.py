@@ -326,6 +326,47 @@ MLGOV_PAYLOAD_URL = _EnvironmentVariable(
     description="The sidecars' payload database (SQLAlchemy URL) that the server's trace route reads",
     default_doc="none: GET .../trace answers 404 naming this setting",
 )
+MLGOV_PUBLIC_URL = _EnvironmentVariable(
+    "MLGOV_PUBLIC_URL", str, None,
+    description="The governance server's address as people reach it (https://mlflow.example.com): the base of the "
+    "approvals-page link in governance events",
+    default_doc="unset: the server's own address on its REST routes, a path elsewhere",
+)
+MLGOV_EVENTS_DELIVERY = _BooleanEnvironmentVariable(
+    "MLGOV_EVENTS_DELIVERY", True,
+    description="Whether the governance server delivers governance events to MLflow's webhooks (off: they are still "
+    "recorded, and mlgov events deliver sends them)",
+)
+MLGOV_EVENTS_POLL_SECONDS = _EnvironmentVariable(
+    "MLGOV_EVENTS_POLL_SECONDS", count, 2,
+    description="How often the deliverer looks for events written by other processes (the local CLI, other "
+    "workers) and for retries that are due",
+)
+MLGOV_EVENTS_RETRY_SECONDS = _EnvironmentVariable(
+    "MLGOV_EVENTS_RETRY_SECONDS", count, 2,
+    description="Wait before the first retry of a failed delivery; it doubles with each failure",
+)
+MLGOV_EVENTS_RETRY_MAX_SECONDS = _EnvironmentVariable(
+    "MLGOV_EVENTS_RETRY_MAX_SECONDS", count, 300,
+    description="Longest wait between retries of a delivery (retries go on until it is delivered or its webhook is "
+    "deleted or disabled)",
+)
+MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY = _EnvironmentVariable(
+    "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY", str, None, secret=True,
+    description="MLflow's key for the webhook secrets in the database (a Fernet key); the same for every worker, "
+    "restart and mlgov events deliver",
+    default_doc="MLflow makes one per process: a secret is then unreadable to every other process",
+)
+MLFLOW_WEBHOOK_ALLOWED_SCHEMES = _ListEnvironmentVariable(
+    "MLFLOW_WEBHOOK_ALLOWED_SCHEMES",
+    description="URL schemes MLflow accepts for webhooks and their deliveries (http,https lets plain http through)",
+    default_doc="MLflow's: https",
+)
+MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS = _ChoiceEnvironmentVariable(
+    "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS", ("true", "false"), "false",
+    description="Whether webhooks may target loopback, private and link-local addresses (true turns MLflow's SSRF "
+    "protection off: cloud metadata and internal services become reachable)",
+)
 MLGOV_USER = _EnvironmentVariable(
     "MLGOV_USER", str, None, in_file=False,
     description="The acting user of a local process (development mode); a server never reads it",

@@ -94,8 +94,9 @@ class RestGovernance:
         body = {"model": model, "use_case": use_case, "risk_tier": risk_tier, "business_owner": business_owner}
         return self._call("POST", "/models/initiate", body)["inventory_id"]
 
-    def transition(self, model, action, version, fields, comment):
-        body = {"model": model, "action": action, "version": version, "fields": fields, "comment": comment}
+    def transition(self, model, action, version, fields, comment, evidence=None):
+        body = {"model": model, "action": action, "version": version, "fields": fields, "comment": comment,
+                "evidence": evidence}
         return self._call("POST", "/models/transition", body)
 
     def set_field(self, model, name, value, version):
@@ -142,6 +143,12 @@ class RestGovernance:
 
     def roles(self):
         return self._call("GET", "/roles/list")["roles"]
+
+    def events(self, after, limit, model):
+        return self._call("GET", "/events", {"after": after or None, "limit": limit, "model": model})["events"]
+
+    def events_status(self):
+        return self._call("GET", "/events/status")
 
     def add_user(self, username: str, password: str) -> None:
         """Create a user through MLflow's own basic-auth endpoint (admin only)."""

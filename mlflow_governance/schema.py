@@ -74,6 +74,56 @@ signin_failures = sa.Table(
 )
 
 
+# The governance events (`mlflow_governance.events`): an outbox written in the same transaction as
+# the change it describes, so a row exists exactly when the change committed. ``seq`` follows the
+# commit order (governance writers are serialized by the audit head's lock); ``fanned_out`` turns
+# true once the deliverer has made one `event_deliveries` row per target the event goes to.
+events = sa.Table(
+    "mlgov_event",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("ts", sa.BigInteger, nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("version", sa.Integer, nullable=True),
+    sa.Column("stage", sa.String(64), nullable=True),
+    sa.Column("waiting_for", sa.String(64), nullable=True),
+    sa.Column("actor", sa.String(256), nullable=False),
+    sa.Column("audit_seq", sa.Integer, nullable=True),
+    # MLflow's webhook event ("model_version_tag.set", ...) and its ``data`` payload (JSON), or NULL
+    # when MLflow has no event for this change (a registered model's tags).
+    sa.Column("mlflow_event", sa.String(64), nullable=True),
+    sa.Column("mlflow_payload", sa.Text, nullable=True),
+    sa.Column("payload", sa.Text, nullable=False),  # the governance event (JSON), for every channel
+    sa.Column("fanned_out", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
+    sa.Index("ix_mlgov_event_fanned_out", "fanned_out", "seq"),
+    sa.Index("ix_mlgov_event_model", "model", "seq"),
+    sqlite_autoincrement=True,
+)
+
+# One row per (event, target): ``sink`` names the kind of receiver (``mlflow-webhook``; later
+# notification channels), ``target`` the receiver (a webhook id). A row is ``pending`` until a
+# 2xx (``delivered``) or until its target is gone or disabled (``skipped``); ``claimed_until`` is
+# the lease of the worker sending it, so two workers never send the same row at once.
+event_deliveries = sa.Table(
+    "mlgov_event_delivery",
+    metadata,
+    sa.Column("event_seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("sink", sa.String(32), primary_key=True),
+    sa.Column("target", sa.String(256), primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("delivery_id", sa.String(64), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", sa.BigInteger, nullable=False),
+    sa.Column("claimed_by", sa.String(128), nullable=True),
+    sa.Column("claimed_until", sa.BigInteger, nullable=True),
+    sa.Column("status_code", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("delivered_at", sa.BigInteger, nullable=True),
+    sa.Index("ix_mlgov_event_delivery_pending", "state", "sink", "target", "event_seq"),
+)
+
+
 def create_all(engine: sa.engine.Engine) -> None:
     """Create the governance tables and the audit head if missing (safe to call concurrently)."""
     try:

@@ -85,6 +85,11 @@ def test_summer_traffic_turns_usability_red(production_registry, payloads, summe
         recorded = conn.execute(sa.select(schema.evaluation)).all()
     assert len(recorded) == 1 and recorded[0].usability_action == "reject" and recorded[0].rows == ROWS
     assert any(b["monitor"] == "drift" and b["key"] == "drift.share_drifted" for b in json.loads(recorded[0].breaches))
+    # The change's governance event carries the monitor's figures (for the people it notifies).
+    event = GovernanceClient().events(0, 1000, reg.model)[-1]
+    assert (event["kind"], event["actor"], event["usability"]) == ("usability_changed", "mona", wf.USABILITY_REJECT)
+    assert event["evidence"]["run_id"] == watcher.last["run_id"] and event["evidence"]["rows"] == ROWS
+    assert event["evidence"]["breaches"] == json.loads(recorded[0].breaches)
     run = MlflowClient().get_run(watcher.last["run_id"])
     assert run.data.tags["mlgov_monitor_verdict"] == "breach" and run.data.tags["governed_version"] == str(reg.version)
     assert run.data.metrics["drift.share_drifted"] == pytest.approx(evaluation.figures()["drift.share_drifted"]["value"])

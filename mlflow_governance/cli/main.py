@@ -8,6 +8,7 @@ from mlflow_governance.cli.acquisition import register as register_acquisition
 from mlflow_governance.cli.common import GovernanceGroup
 from mlflow_governance.cli.demo import register as register_demo
 from mlflow_governance.cli.deploy import register as register_deploy
+from mlflow_governance.cli.events import register as register_events
 from mlflow_governance.cli.explain import register as register_explain
 from mlflow_governance.cli.governance import register as register_governance
 from mlflow_governance.cli.monitoring import register as register_monitoring
@@ -39,3 +40,4 @@ register_deploy(cli)
 register_explain(cli)
 register_demo(cli)
 register_trace(cli)
+register_events(cli)

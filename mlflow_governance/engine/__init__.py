@@ -3,7 +3,8 @@
 `state` (the entity, its tags, the effects target), `transaction` (one locked write per action,
 refusals that keep their audit row), `commands` (initiate, act, may, fill, roles) and `views`
 (status, inbox, audit). Callers use this package's names; each action runs in one database
-transaction: its tags, its alias and its audit row commit together or not at all.
+transaction: its tags, its alias, its audit row and its governance event (`mlflow_governance.events`)
+commit together or not at all.
 """
 
 from mlflow_governance.engine.commands import (

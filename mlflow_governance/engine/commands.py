@@ -19,7 +19,7 @@ from mlflow.store.model_registry.dbmodels.models import (
 from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 from sqlalchemy.orm import Session
 
-from mlflow_governance import config, effects, roles, workflow
+from mlflow_governance import config, effects, events, roles, workflow
 from mlflow_governance.engine.state import Entity, SessionTarget, attempt, load, refresh_glance, touch
 from mlflow_governance.engine.transaction import Operation
 from mlflow_governance.engine.views import status_of
@@ -63,6 +63,7 @@ def initiate(
             if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
                 raise
             store.create_ungoverned_model(model)  # MLflow's creation, in this transaction
+            events.model_created(session, model)  # MLflow's registered_model.created fires for it
             e = load(store, session, model)
         if e.governed:
             raise op.refuse(session, "conflict", f"model {model!r} is already governed as {e.model_tags[TAG_INVENTORY_ID]}")
@@ -107,13 +108,18 @@ def act(
     version: int | None = None,
     fields: Mapping[str, str] | None = None,
     comment: str | None = None,
+    evidence: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Perform ``action`` on a model or version as the acting user; returns the new status."""
+    """Perform ``action`` on a model or version as the acting user; returns the new status.
+
+    ``evidence`` (what a monitor measured: its breached figures, run and configuration digest)
+    travels with the change's governance event; the audit row keeps the comment that names it.
+    """
     actor = current_user()
     new_fields = {k: str(v) for k, v in (fields or {}).items()}
     action = (action or "").strip().lower()
 
-    op = Operation(store, action, actor, model, version, new_fields, comment)
+    op = Operation(store, action, actor, model, version, new_fields, comment, evidence)
 
     def body(session: Session) -> dict[str, Any]:
         e = load(store, session, model, version)

@@ -25,7 +25,7 @@ from mlflow.store.model_registry.dbmodels.models import (
 from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 from sqlalchemy.orm import Session
 
-from mlflow_governance import config, effects, roles, workflow
+from mlflow_governance import config, effects, events, roles, workflow
 from mlflow_governance.engine.transaction import record
 from mlflow_governance.tags import (
     TAG_DEVELOPER,
@@ -67,6 +67,7 @@ def _tags(rows) -> dict[str, str]:
 def load(store: SqlAlchemyStore, session: Session, model: str, version: int | None = None) -> Entity:
     """Read a model (or version) and its governance tags; 404 when it does not exist."""
     sql_model = store._get_registered_model(session, model)
+    events.remember_workspace(session, model, sql_model.workspace)
     model_tags = _tags(sql_model.registered_model_tags)
     if version is None:
         return Entity(model, None, model_tags.get(TAG_STAGE), model_tags, model_tags, sql_model.workspace)
@@ -121,12 +122,14 @@ class SessionTarget:
 
     def bind_production_alias(self) -> None:
         e = self.e
+        events.note_alias(self.session, e.model)  # where it pointed before: one event if it moves
         self.session.merge(
             SqlRegisteredModelAlias(workspace=e.workspace, name=e.model, alias=config.production_alias(), version=e.version)
         )
 
     def unbind_production_alias(self) -> None:
         e = self.e
+        events.note_alias(self.session, e.model)
         self.session.query(SqlRegisteredModelAlias).filter_by(
             workspace=e.workspace, name=e.model, alias=config.production_alias(), version=e.version
         ).delete()

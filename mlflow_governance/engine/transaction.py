@@ -3,7 +3,9 @@
 Every action runs in `run`, inside the store's own governance transaction
 (`GovernedSqlAlchemyStore.governance_session`: the audit head's row lock serializes governance
 writers, and MLflow's store methods called inside join it), retried when another writer won a
-race; a refusal raised as `refusal(...)` still commits its audit row.
+race; a refusal raised as `refusal(...)` still commits its audit row. `record`, the audit row of
+an allowed change, also writes the change's governance event (`mlflow_governance.events`) in the
+same transaction, and the deliverers of this process are woken once it has committed.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 from sqlalchemy.orm import Session
 
-from mlflow_governance import audit
+from mlflow_governance import audit, events
 from mlflow_governance.errors import GovernanceError
 from mlflow_governance.identity import current_user
 
@@ -46,7 +48,11 @@ def transaction(store: SqlAlchemyStore, fn: Callable[[Session], T]) -> T:
     for attempt in range(_RETRIES):
         try:
             with store.governance_session() as session:
-                return fn(session)
+                result = fn(session)
+                written = events.finish(session)  # the production alias, netted over the transaction
+            if written:
+                events.notify()  # committed: wake this process's deliverers
+            return result
         except GovernanceError:
             raise
         except (MlflowException, audit.StaleAuditHead, sa.exc.SQLAlchemyError) as exc:
@@ -124,11 +130,14 @@ def record(
     to_stage: str | None = None,
     fields: Mapping[str, str] | None = None,
     comment: str | None = None,
+    evidence: Mapping[str, Any] | None = None,
 ) -> None:
-    """Append the audit row of an operation that went through, in ``session``'s transaction."""
-    audit.append(session, actor=actor or ANONYMOUS, role=role, model=model, version=version, action=action,
-                 outcome=outcome, from_stage=from_stage, to_stage=to_stage, fields=dict(fields or {}),
-                 comment=comment)
+    """Append the audit row of an operation that went through, and its governance event, in
+    ``session``'s transaction (``evidence``: what a monitor measured, carried by the event only)."""
+    row = audit.append(session, actor=actor or ANONYMOUS, role=role, model=model, version=version, action=action,
+                       outcome=outcome, from_stage=from_stage, to_stage=to_stage, fields=dict(fields or {}),
+                       comment=comment)
+    events.on_record(session, row, evidence)
 
 
 @dataclass
@@ -146,6 +155,7 @@ class Operation:
     version: int | None = None
     fields: Mapping[str, str] = field(default_factory=dict)
     comment: str | None = None
+    evidence: Mapping[str, Any] | None = None
 
     def refuse(self, session: Session, kind: str, message: str, stage: str | None = None,
                role: str | None = None) -> Refused:
@@ -160,7 +170,8 @@ class Operation:
         for example to add what the operation assigned; ``version`` names one it resolved)."""
         record(session, actor=self.actor, action=self.action, outcome=outcome, role=role, model=self.model,
                version=self.version if version is None else version, from_stage=from_stage,
-               to_stage=to_stage, fields=self.fields if fields is None else fields, comment=self.comment)
+               to_stage=to_stage, fields=self.fields if fields is None else fields, comment=self.comment,
+               evidence=self.evidence)
 
     def run(self, fn: Callable[[Session], T]) -> T:
         return run(self.store, fn)

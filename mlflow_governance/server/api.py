@@ -141,6 +141,21 @@ def initiate(data):
     return {"inventory_id": inventory_id}
 
 
+MAX_EVIDENCE = 20000  # characters of JSON: a monitor's breached figures, its run and its digest
+
+
+def _evidence(data: dict[str, Any]) -> dict[str, Any] | None:
+    evidence = data.get("evidence")
+    if evidence is None:
+        return None
+    if not isinstance(evidence, dict):
+        raise MlflowException("evidence must be an object (what a monitor measured)", error_code=INVALID_PARAMETER_VALUE)
+    if len(json.dumps(evidence, default=str)) > MAX_EVIDENCE:
+        raise MlflowException(f"evidence is longer than {MAX_EVIDENCE} characters of JSON",
+                              error_code=INVALID_PARAMETER_VALUE)
+    return evidence
+
+
 def transition(data):
     return engine.act(
         governed_store(),
@@ -149,6 +164,7 @@ def transition(data):
         _version(data),
         _fields(data),
         _text(data, "comment", required=False),
+        _evidence(data),
     )
 
 
@@ -309,6 +325,38 @@ def trace(data):
         raise MlflowException(exc.message, error_code=codes[exc.kind]) from None
 
 
+def event_list(data):
+    """Governance events after ``after`` (a seq), oldest first: every model's for an admin, else the
+    models the user may read (READ on ``model`` when it is named)."""
+    from mlflow_governance import events
+
+    after = _positive_int(data, "after") or 0
+    limit = _positive_int(data, "limit") or 100
+    model = _text(data, "model", required=False)
+    store = governed_store()
+    base = request.host_url.rstrip("/")
+    if model is not None or permissions.is_admin():
+        found = events.read(store.engine, after, limit, [model] if model is not None else None)
+    else:
+        found, cursor = [], after
+        while len(found) < limit:  # filtered page by page, so a page of unreadable models ends nothing
+            page = events.read(store.engine, cursor, 500)
+            if not page:
+                break
+            allowed = permissions.readable(e.model for e in page)
+            found.extend(e for e in page if e.model in allowed)
+            cursor = page[-1].seq
+        found = found[:limit]
+    return {"events": [e.governance_event(base) for e in found]}
+
+
+def event_status(data):
+    """How much of the outbox is undelivered (everyone); which webhooks fail and why (admins)."""
+    from mlflow_governance import delivery
+
+    return delivery.status(governed_store(), details=permissions.is_admin())
+
+
 def _require_user_exists(username: str) -> None:
     from mlflow.server.auth import store as auth_store
 
@@ -351,6 +399,8 @@ ROUTES: tuple[tuple[str, str, Callable[[dict], Any], str | None], ...] = (
     ("/audit/head", "GET", audit_head, None),
     ("/factsheet", "GET", factsheet, READ),
     ("/trace", "GET", trace, None),  # READ on the traced row's model, checked once the row is found
+    ("/events", "GET", event_list, READ),  # without a model: filtered to readable models
+    ("/events/status", "GET", event_status, None),
     ("/roles/grant", "POST", grant, None),
     ("/roles/revoke", "POST", revoke, None),
     ("/roles/list", "GET", list_roles, None),

@@ -5,7 +5,7 @@ Flask request and sets ``flask.g.mlflow_authenticated_user``, which the governed
 reads as the acting user; under uvicorn it also guards MLflow's native FastAPI routes with its
 permission middleware. This module configures it from the governance settings before importing
 it (MLflow reads its auth configuration at import time), then adds the governance REST API and
-the approvals page.
+the approvals page, and starts the delivery of governance events to MLflow's webhooks.
 """
 
 from __future__ import annotations
@@ -115,6 +115,10 @@ def create_app():
     # GET /health/ready, and a database outage answered 503 naming the database on every route
     # (registered after the hooks above, so its after_request hook runs before theirs).
     outage.register(flask_app, databases.from_environment())
+    from mlflow_governance import delivery
+
+    # Governance events to MLflow's webhooks, off the request path (a daemon thread per worker).
+    delivery.start_in_server(flask_app)
     app = auth.create_app(flask_app)
     from mlflow_governance.server.credentials import memoize_reads_per_request
 

@@ -236,7 +236,9 @@ class Watcher:
                 and status.get("usability") == workflow.USABILITY_ACCEPT):
             comment = breach_comment(evaluation, run_id)
             try:
-                self.governance.transition(self.model, workflow.REJECT, version, comment=comment)
+                evidence = {"monitor": "production", "run_id": run_id, "config_digest": evaluation.digest,
+                            "rows": len(window), "breaches": breaches_of(evaluation)}
+                self.governance.transition(self.model, workflow.REJECT, version, comment=comment, evidence=evidence)
                 action = workflow.USABILITY_REJECT
                 self._usability = workflow.USABILITY_REJECT
                 log.warning("usability of %s version %s turned to reject: %s", self.model, version, comment)
