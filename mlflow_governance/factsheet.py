@@ -28,11 +28,12 @@ def live_evidence(payload_url: str, model: str, trace_url: str | None = None) ->
     import sqlalchemy as sa
 
     from mlflow_governance.sidecar import schema
+    from mlflow_governance.trace import TraceError, open_payload_database
 
     try:
-        engine = sa.create_engine(payload_url)
-    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ValueError):
-        return {"problem": "the payload database URL is not a database URL"}
+        engine = open_payload_database(payload_url)
+    except TraceError as exc:
+        return {"problem": exc.message}
     e, p = schema.evaluation, schema.payload
     try:
         with engine.connect() as conn:

@@ -33,6 +33,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from mlflow_governance import workflow
+from mlflow_governance.acquisition.databases import display_url
 
 REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -86,27 +87,39 @@ def _when(ms: int | None) -> str | None:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
 
 
-def _display_url(url: str) -> str:
+def open_payload_database(payload_url: str) -> sa.Engine:
+    """An engine on an existing payload database, for reading: `TraceError` ``invalid`` for a URL
+    that is not one, ``unavailable`` for a SQLite file that does not exist (never created here)."""
+    from pathlib import Path
+
     try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - only for messages
-        return "the payload database"
+        parsed = sa.make_url(payload_url)
+        backend = parsed.get_backend_name()
+    except (sa.exc.ArgumentError, ValueError):
+        raise TraceError("invalid", f"{payload_url[:80]!r} is not a database URL (sqlite:///PATH, "
+                                    "postgresql://...)") from None
+    if backend == "sqlite" and (parsed.database in (None, "", ":memory:") or not Path(parsed.database).is_file()):
+        raise TraceError("unavailable", f"the payload database {display_url(parsed)} does not exist (no such file): "
+                                        "give the sidecar's --payload-url")
+    connect_args = {"connect_timeout": 5} if backend in ("postgresql", "mysql", "mariadb") else {}
+    try:
+        return sa.create_engine(parsed, connect_args=connect_args)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ValueError):
+        raise TraceError("invalid", f"{display_url(parsed)} is not a database URL this installation can open "
+                                    "(sqlite:///PATH, postgresql://...)") from None
 
 
 def read_prediction(payload_url: str, request_id: str) -> dict[str, Any]:
     """The payload row of ``request_id``; `TraceError` when unknown or the database is down."""
     from mlflow_governance.sidecar import schema
 
-    try:
-        engine = sa.create_engine(payload_url, connect_args=_connect_args(payload_url))
-    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ValueError):
-        raise TraceError("invalid", f"{payload_url!r} is not a database URL (sqlite:///PATH, postgresql://...)") from None
+    engine = open_payload_database(payload_url)
+    where = display_url(payload_url)
     try:
         with engine.connect() as conn:
             row = conn.execute(sa.select(schema.payload).where(schema.payload.c.request_id == request_id)).first()
             if row is None:
-                raise TraceError("unknown", f"no scored row with request id {request_id} in "
-                                            f"{_display_url(payload_url)}")
+                raise TraceError("unknown", f"no scored row with request id {request_id} in {where}")
             found = dict(row._mapping)
             feedback = conn.execute(
                 sa.select(schema.feedback.c.label, schema.feedback.c.ts)
@@ -115,23 +128,14 @@ def read_prediction(payload_url: str, request_id: str) -> dict[str, Any]:
             found["feedback"] = None if feedback is None else {"label": feedback.label, "time": _when(feedback.ts)}
             found["evaluations"] = _evaluations(conn, found)
     except sa.exc.NoSuchTableError:
-        raise TraceError("unknown", f"{_display_url(payload_url)} has no payload table") from None
+        raise TraceError("unknown", f"{where} has no payload table") from None
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
         if "no such table" in str(exc.orig if hasattr(exc, "orig") else exc):
-            raise TraceError("unknown", f"{_display_url(payload_url)} has no payload table") from None
-        raise TraceError("unavailable", f"the payload database {_display_url(payload_url)} is not reachable") from None
+            raise TraceError("unknown", f"{where} has no payload table") from None
+        raise TraceError("unavailable", f"the payload database {where} is not reachable") from None
     finally:
         engine.dispose()
     return found
-
-
-def _connect_args(url: str) -> dict[str, Any]:
-    backend = sa.make_url(url).get_backend_name()  # ArgumentError for a malformed URL
-    if backend == "postgresql":
-        return {"connect_timeout": 5}
-    if backend in ("mysql", "mariadb"):
-        return {"connect_timeout": 5}
-    return {}
 
 
 def _evaluations(conn, row: dict[str, Any]) -> dict[str, Any]:
@@ -253,7 +257,7 @@ def trace(request_id: str, payload_url: str, sources: Sources, authorize=None) -
     if authorize is not None:
         authorize(model)
     links: list[Link] = []
-    links.append(Link("prediction", True, f"payload table mlgov_payload in {_display_url(payload_url)}", {
+    links.append(Link("prediction", True, f"payload table mlgov_payload in {display_url(payload_url)}", {
         "request_id": request_id, "time": _when(ts), "model": model, "version": version,
         "staging": bool(row["staging"]), "replica": row.get("replica"), "features": json.loads(row["features"]),
         "prediction": row["prediction"], "probability": row["probability"], "feedback": row["feedback"],
@@ -267,10 +271,10 @@ def trace(request_id: str, payload_url: str, sources: Sources, authorize=None) -
     rows = sources.audit(model) if status is not None else []
     entity = (status or {}).get("version") or {}
     holder, alias_history = _alias_at(rows, ts)
+    mv = sources.model_version(model, version) if status is not None else None
     if status is None:
         links.append(Link("model version", False, "governance registry", missing=problem))
     else:
-        mv = sources.model_version(model, version)
         links.append(Link("model version", True, "governance registry and audit trail", {
             "uri": f"models:/{model}/{version}", "stage_now": entity.get("stage"),
             "usability_now": entity.get("usability"), "developer": entity.get("developer"),
@@ -317,7 +321,7 @@ def trace(request_id: str, payload_url: str, sources: Sources, authorize=None) -
     links.append(Link("validation", bool(report), f"version field validation_report ({report})" if report
                       else "version fields", data, missing))
 
-    dev_run_id = getattr(sources.model_version(model, version), "run_id", None) if status is not None else None
+    dev_run_id = getattr(mv, "run_id", None)
     dev = sources.run(dev_run_id) if dev_run_id else None
     if dev is None:
         links.append(Link("development run", False, "the model version's run", missing=(

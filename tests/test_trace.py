@@ -166,11 +166,13 @@ def test_mlgov_trace_formats_and_errors(served, tmp_path):
         ((rid, "--payload-url", f"postgresql://nobody:secret@127.0.0.1:{free_port()}/payloads"), 6,
          "is not reachable"),
         ((rid, "--payload-url", "not a url"), 2, "is not a database URL"),
+        ((rid, "--payload-url", f"sqlite:///{tmp_path / 'typo.db'}"), 6, "does not exist"),
     ]
     for args, code, text in cases:
         p = mlgov(*args)
         assert p.returncode == code and text in p.stderr, (args, p.returncode, p.stderr)
         assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr and "secret" not in p.stderr
+    assert not (tmp_path / "typo.db").exists()  # a mistyped path is never created
 
 
 def test_the_governance_server_traces_with_the_readers_permission(served):

@@ -41,19 +41,8 @@ def read_payload_row(url: str, request_id: str) -> dict[str, Any]:
     """The payload row of ``request_id`` (as `mlgov trace` reads it: the same messages and exit
     codes); exits 2/4/6 with one line when it cannot. A SQLite file that does not exist is
     reported as such (exit 6), not created."""
-    import sqlalchemy as sa
-
     from mlflow_governance.trace import TraceError, read_prediction
 
-    try:
-        parsed = sa.make_url(url)
-    except sa.exc.ArgumentError:
-        _fail(f"{url[:80]!r} is not a database URL (sqlite:///PATH, postgresql://...)", EXIT_BAD_INPUT)
-    if parsed.get_backend_name() == "sqlite":
-        database = parsed.database or ""
-        if database in ("", ":memory:") or not Path(database).is_file():
-            _fail(f"the payload database {parsed.render_as_string(hide_password=True)} does not exist (no such "
-                  "file): give the sidecar's --payload-url", EXIT_UNREACHABLE)
     try:
         return read_prediction(url, request_id)
     except TraceError as exc:
