@@ -57,20 +57,11 @@ def live_evidence(payload_url: str, model: str, trace_url: str | None = None) ->
 
 
 def _usability_history(history: list[dict[str, Any]]) -> list[list[str]]:
-    out = []
-    for r in history:
-        if r["outcome"] != "allowed" or r.get("version") is None:
-            continue
-        if r.get("to_stage") == workflow.READY_TO_USE and r.get("from_stage") != workflow.READY_TO_USE:
-            event = "accept (Ready to Use)"
-        elif r.get("to_stage") == workflow.READY_TO_USE and r["action"] in (workflow.REJECT, workflow.ACCEPT):
-            event = r["action"]
-        elif r.get("from_stage") == workflow.READY_TO_USE and r.get("to_stage") == workflow.DECOMMISSIONED:
-            event = "decommissioned"
-        else:
-            continue
-        out.append([_when(r["ts"]), str(r["version"]), event, r["actor"], r.get("role") or "-", r.get("comment") or ""])
-    return out
+    from mlflow_governance.trace import DECOMMISSIONED_FROM_READY, READY, usability_events
+
+    labels = {READY: "accept (Ready to Use)", DECOMMISSIONED_FROM_READY: "decommissioned"}
+    return [[_when(r["ts"]), str(r["version"]), labels.get(event, event), r["actor"], r.get("role") or "-",
+             r.get("comment") or ""] for r, event in usability_events(history)]
 
 
 def _live_sections(live: dict[str, Any] | None) -> list[tuple[str, list[str], list[list[str]]]]:

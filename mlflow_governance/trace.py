@@ -184,19 +184,36 @@ def _steps(rows: list[dict[str, Any]], version: int) -> list[dict[str, Any]]:
     return out
 
 
-def _alias_at(rows: list[dict[str, Any]], ts: int) -> tuple[int | None, list[dict[str, Any]]]:
-    """(the version the production alias named at ``ts``, the alias's history from the trail)."""
-    history, holder = [], None
+READY, DECOMMISSIONED_FROM_READY = "ready", "decommissioned"
+
+
+def usability_events(rows: list[dict[str, Any]]):
+    """(row, event) for each allowed audit row that changed a version's usability, in order:
+    ``ready`` (it entered Ready to Use: accept, and the production alias is bound to it),
+    ``reject`` / ``accept`` (the usability decisions), ``decommissioned`` (it left Ready to Use)."""
     for r in rows:
         if r.get("outcome") != "allowed" or r.get("version") is None:
             continue
         if r.get("to_stage") == workflow.READY_TO_USE and r.get("from_stage") != workflow.READY_TO_USE:
-            history.append({"time": _when(r["ts"]), "version": r["version"], "event": "bound", "by": r["actor"]})
-            if r["ts"] <= ts:
+            yield r, READY
+        elif r.get("to_stage") == workflow.READY_TO_USE and r["action"] in (workflow.REJECT, workflow.ACCEPT):
+            yield r, r["action"]
+        elif r.get("from_stage") == workflow.READY_TO_USE and r.get("to_stage") == workflow.DECOMMISSIONED:
+            yield r, DECOMMISSIONED_FROM_READY
+
+
+def _alias_at(rows: list[dict[str, Any]], ts: int) -> tuple[int | None, list[dict[str, Any]]]:
+    """(the version the production alias named at ``ts``, the alias's history from the trail)."""
+    history, holder = [], None
+    for r, event in usability_events(rows):
+        if event not in (READY, DECOMMISSIONED_FROM_READY):
+            continue
+        history.append({"time": _when(r["ts"]), "version": r["version"],
+                        "event": "bound" if event == READY else "released", "by": r["actor"]})
+        if r["ts"] <= ts:
+            if event == READY:
                 holder = r["version"]
-        elif r.get("to_stage") == workflow.DECOMMISSIONED and r.get("from_stage") == workflow.READY_TO_USE:
-            history.append({"time": _when(r["ts"]), "version": r["version"], "event": "released", "by": r["actor"]})
-            if r["ts"] <= ts and holder == r["version"]:
+            elif holder == r["version"]:
                 holder = None
     return holder, history
 
@@ -205,17 +222,14 @@ def _usability_at(rows: list[dict[str, Any]], version: int, ts: int) -> tuple[st
     """The version's usability at ``ts`` by the trail (accept from Ready to Use on), and the row
     that set it."""
     state, by = None, None
-    for r in rows:
+    for r, event in usability_events(rows):
         if r["ts"] > ts:
             break
-        if r.get("outcome") != "allowed" or r.get("version") != version:
+        if r["version"] != version:
             continue
-        if r.get("to_stage") == workflow.READY_TO_USE and r.get("from_stage") != workflow.READY_TO_USE:
-            state, by = workflow.USABILITY_ACCEPT, r
-        elif r.get("action") in (workflow.REJECT, workflow.ACCEPT) and r.get("to_stage") == workflow.READY_TO_USE:
-            state, by = (workflow.USABILITY_REJECT if r["action"] == workflow.REJECT else workflow.USABILITY_ACCEPT), r
-        elif r.get("to_stage") == workflow.DECOMMISSIONED:
-            state, by = None, r
+        state = None if event == DECOMMISSIONED_FROM_READY else \
+            workflow.USABILITY_REJECT if event == workflow.REJECT else workflow.USABILITY_ACCEPT
+        by = r
     shown = None if by is None else {"ts": by["ts"], "time": _when(by["ts"]), "actor": by["actor"],
                                       "action": by["action"], "comment": by.get("comment")}
     return state, shown
