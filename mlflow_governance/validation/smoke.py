@@ -453,6 +453,7 @@ class StagingSidecar:
         self._tmp: Path | None = None
         self._log: Any = None
         self._old_sigterm: Any = None
+        self.interrupted: int | None = None
 
     @property
     def url(self) -> str:
@@ -472,6 +473,10 @@ class StagingSidecar:
         self._log = open(self._tmp / "sidecar.log", "w+", encoding="utf-8", errors="replace")  # noqa: SIM115
         if threading.current_thread() is threading.main_thread():
             def interrupted(signum: int, _frame: Any) -> None:
+                # Remembered as well as raised: a signal that lands while the main thread runs a
+                # finalizer (a weakref callback, __del__) has its SystemExit swallowed by Python
+                # ("Exception ignored in ..."), and `stop` must still end the validation.
+                self.interrupted = signum
                 raise SystemExit(128 + signum)
 
             self._old_sigterm = signal.signal(signal.SIGTERM, interrupted)
@@ -562,8 +567,10 @@ class StagingSidecar:
             if self._tmp is not None:
                 shutil.rmtree(self._tmp, ignore_errors=True)
                 self._tmp = None
-        if deferred:
-            raise SystemExit(128 + deferred[0])
+        if self.interrupted is None and deferred:
+            self.interrupted = deferred[0]
+        if self.interrupted is not None:
+            raise SystemExit(128 + self.interrupted)
         return self.exit_code
 
     def __enter__(self) -> StagingSidecar:
