@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= demo-output
 
-.PHONY: setup demo test lint browser bench-tools clean
+.PHONY: setup demo test lint browser bench-tools load-balancer clean
 
 $(STAMP): setup.py
 	@echo "== setting up $(VENV): mlflow-governance and its dependencies (a few minutes on a fresh machine)"
@@ -38,7 +38,14 @@ bench-tools:
 	  { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx >/dev/null; \
 	    else echo "install Debian's wrk and nginx (apt-get install wrk nginx)"; fi; }
 
-test: setup browser lint
+# Debian's nginx: the load balancer the production set-up test starts in front of two sidecars
+# (Debian puts it in /usr/sbin, which is not on every user's PATH).
+load-balancer:
+	@test -x /usr/sbin/nginx || command -v nginx >/dev/null || \
+	  { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; \
+	    else echo "install Debian's nginx (apt-get install nginx)"; fi; }
+
+test: setup browser load-balancer lint
 	$(PY) -m pytest -q -p no:cacheprovider --durations=25 tests
 
 clean:
