@@ -10,8 +10,8 @@
 
 Through nginx: both replicas score (nginx names the upstream, the payload rows the process);
 mona turns usability red through the governance core; within the usability cache lifetime
-plus a margin every answer from both replicas is 423; the payload table holds every scored
-request id exactly once and nothing for the refused requests.
+plus a margin every answer from both replicas is 423, until the owner's accept lifts it; the
+payload table holds every scored request id exactly once and nothing for the refused requests.
 
 The helpers here (`production_server`, `publish_version`, `walk`, `Nginx`) are shared with
 tests/test_ci_promotion.py.
@@ -300,6 +300,7 @@ def test_two_replicas_behind_nginx_refuse_together_and_log_every_row_once(traine
         env = sidecar_env(**server.env("mona"))
         replicas = enter_together(stack, [run_sidecar(
             tmp_path / name, env, "--model", model, "--payload-url", payloads,
+            "--spool-dir", str(tmp_path / name / "spool"),
             *serve_args("--threads", "4", cache=CACHE_SECONDS)) for name in ("replica-a", "replica-b")])
         upstream_of = {r.url.removeprefix("http://"): r for r in replicas}
         balancer = stack.enter_context(nginx(tmp_path / "nginx", list(upstream_of)))
@@ -357,6 +358,19 @@ def test_two_replicas_behind_nginx_refuse_together_and_log_every_row_once(traine
         for sidecar in replicas:
             status = sidecar.get("/status").json()
             assert status["serving"] is False and status["usability"] == wf.USABILITY_REJECT
+
+        # The owner's review lifts it: both replicas score again, without a restart.
+        server.api("olivia").transition(model, wf.ACCEPT, version, None, "reviewed: the estimate was a false alarm")
+        def six_answers() -> list[requests.Response] | None:
+            answers = [session.post(balancer.url + "/invocations", json=body, timeout=30) for _ in range(6)]
+            for r in answers:
+                if r.status_code == 200:
+                    scored.extend(r.json()["request_ids"])
+            return answers if all(r.status_code == 200 for r in answers) else None
+
+        resumed = eventually(six_answers, timeout=CACHE_SECONDS + MARGIN_SECONDS, interval=0.1,
+                             what="both replicas scoring after the accept")
+        assert {r.headers["X-Upstream"] for r in resumed} == set(upstream_of)
 
         # Every scored request id exactly once, from both replicas; nothing for the refused requests.
         every = eventually(lambda: len(found := payload_rows(payloads)) >= len(scored) and found, timeout=30,
