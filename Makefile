@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= demo-output
 
-.PHONY: setup demo test lint browser bench-tools load-balancer clean
+.PHONY: setup demo test lint browser bench-tools load-balancer spark-jdbc clean
 
 $(STAMP): setup.py
 	@echo "== setting up $(VENV): mlflow-governance and its dependencies (a few minutes on a fresh machine)"
@@ -45,7 +45,14 @@ load-balancer:
 	  { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; \
 	    else echo "install Debian's nginx (apt-get install nginx)"; fi; }
 
-test: setup browser load-balancer lint
+# Java and Debian's JDBC drivers for mlgov acquire --engine spark (found in /usr/share/java; nothing downloaded at run time).
+spark-jdbc:
+	@command -v java >/dev/null && test -f /usr/share/java/postgresql.jar && test -f /usr/share/java/sqlite-jdbc.jar || \
+	  { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      openjdk-17-jre-headless libpostgresql-jdbc-java libxerial-sqlite-jdbc-java >/dev/null; \
+	    else echo "install Java and the JDBC drivers (apt-get install openjdk-17-jre-headless libpostgresql-jdbc-java libxerial-sqlite-jdbc-java)"; fi; }
+
+test: setup browser load-balancer spark-jdbc lint
 	$(PY) -m pytest -q -p no:cacheprovider --durations=25 tests
 
 clean:

@@ -38,7 +38,9 @@ setup(
     ],
     extras_require={
         "mysql": ["pymysql>=1.1"],
-        "test": ["pytest>=8", "ruff>=0.5", "selenium>=4.20", "pymysql>=1.1"],
+        # mlgov acquire --engine spark (needs Java 17+ and JDBC driver jars: make spark-jdbc)
+        "spark": ["pyspark>=3.5"],
+        "test": ["pytest>=8", "ruff>=0.5", "selenium>=4.20", "pymysql>=1.1", "pyspark>=3.5"],
     },
     entry_points={
         "console_scripts": ["mlgov=mlflow_governance.cli.main:cli"],

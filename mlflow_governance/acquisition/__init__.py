@@ -11,5 +11,8 @@ Modules by responsibility (importing this package loads none of them):
 - `quality`: the documented rule set that turns a profile into the quality flag.
 - `pipeline`: the acquisition itself (read, join, profile, atomic Parquet write).
 - `dataset`: the MLflow dataset of the training set (MLflow's pandas digest, bounded memory).
+- `jdbc`: the Spark engine's JDBC URLs and driver jars (Debian's, or IBM's given by the user).
+- `spark_engine`: the acquisition on Apache Spark (JDBC partitions, Spark join, the same output file).
+- `spark_profile`: the profile and join counts as Spark aggregations (the same content as `profile`).
 - `step`: the MLflow run around the pipeline and the governance record (CLI and MLproject).
 """

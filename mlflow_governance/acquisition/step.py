@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from mlflow_governance.acquisition import databases, quality
 from mlflow_governance.acquisition.join import JoinSpec
 from mlflow_governance.acquisition.readers import DEFAULT_CHUNK_ROWS
 
+ENGINES = ("stream", "spark")
 DATA_ARTIFACTS = "data"
 PROFILE_ARTIFACTS = "profile"
 
@@ -71,19 +73,23 @@ def run_acquisition(
     experiment: str | None = None,
     echo: Callable[[str], None] = print,
     force: bool = False,
+    engine: str = "stream",
+    spark_master: str | None = None,
+    jdbc_jars: Sequence[str] = (),
+    spark_staging: str | None = None,
 ) -> dict[str, Any]:
     """Acquire, profile, log to MLflow and (with ``model``) record the data on the governed model.
+
+    ``engine``: ``stream`` (this machine: the streaming readers and join of `pipeline`) or
+    ``spark`` (`spark_engine`: JDBC partitions, Spark join and aggregations, on ``spark_master``,
+    default ``local[*]``). Both write the same file and log the same dataset digest.
 
     ``output`` (optional; the run's artifact is always logged) follows the rule of every mlgov
     ``--output`` (`mlflow_governance.outputs`): it is checked first, before the model, the
     databases or MLflow are touched; an existing file is replaced only with ``force``, a
     directory or a special file never.
     """
-    import mlflow
-
-    from mlflow_governance.acquisition.dataset import quiet_mlflow_data, training_dataset
-    from mlflow_governance.acquisition.pipeline import acquire, check_output, check_sources
-    from mlflow_governance.acquisition.profile import write_html
+    from mlflow_governance.acquisition.pipeline import check_output, check_sources
 
     spec = spec or JoinSpec()
     months = flights.parse_months(months) if months is None or isinstance(months, str) else list(months)
@@ -93,11 +99,43 @@ def run_acquisition(
     requested = check_output(output, force) if output else None
     if model:
         check_model(model)
+    if engine not in ENGINES:
+        raise MlflowException(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}",
+                              error_code=INVALID_PARAMETER_VALUE)
+    if engine == "spark":
+        from mlflow_governance.acquisition import spark_engine
+
+        if reader != "auto":
+            raise MlflowException(f"--reader {reader} chooses the stream engine's readers; the spark engine reads "
+                                  "over JDBC (leave --reader at auto)", error_code=INVALID_PARAMETER_VALUE)
+        spark_master = spark_engine.check(flights_url, airports_url, spark_master or spark_engine.DEFAULT_MASTER,
+                                          jdbc_jars)
     # Bad input (connections, tables, columns, names) is refused before any run or experiment exists.
     check_sources(flights_url, airports_url, months, requested, spec,
                   reader=reader, chunk_rows=chunk_rows, force=force)
-    if experiment:
-        mlflow.set_experiment(experiment)
+    with ExitStack() as stack:
+        spark = None
+        if engine == "spark":
+            _, jars = spark_engine.driver_jars([flights_url, airports_url], jdbc_jars)
+            spark = stack.enter_context(spark_engine.session(spark_master, jars))
+            spark_master = spark.sparkContext.master  # a running session is used as it is
+            echo(f"Spark {spark.version} on {spark_master}, {spark.sparkContext.defaultParallelism} task slot(s)")
+        if experiment:
+            import mlflow
+
+            mlflow.set_experiment(experiment)
+        return _logged_run(flights_url, airports_url, months, output, requested, model, spec, reader, chunk_rows,
+                           echo, force, engine, spark_master, jdbc_jars, spark_staging, spark)
+
+
+def _logged_run(flights_url, airports_url, months, output, requested, model, spec, reader, chunk_rows, echo, force,
+                engine, spark_master, jdbc_jars, spark_staging, spark) -> dict[str, Any]:
+    import mlflow
+
+    from mlflow_governance.acquisition.dataset import quiet_mlflow_data, training_dataset
+    from mlflow_governance.acquisition.pipeline import acquire
+    from mlflow_governance.acquisition.profile import write_html
+
     with mlflow.start_run() as run, tempfile.TemporaryDirectory(prefix="mlgov-acquire-") as tmp:
         run_id = run.info.run_id
         work = Path(tmp)
@@ -109,12 +147,19 @@ def run_acquisition(
                 "join_months": ",".join(map(str, months)),
                 "join_key": spec.key,
                 "join_how": spec.how,
-                "reader_requested": reader,
-                "chunk_size_rows": chunk_rows,
+                "engine": engine,
+                **({"reader_requested": reader, "chunk_size_rows": chunk_rows} if engine == "stream"
+                   else {"spark_session_master": spark_master}),
             }
         )
-        result = acquire(flights_url, airports_url, months, target, spec, reader=reader, chunk_rows=chunk_rows,
-                         force=force)
+        if engine == "spark":
+            from mlflow_governance.acquisition import spark_engine
+
+            result = spark_engine.acquire(flights_url, airports_url, months, target, spec, master=spark_master,
+                                          jars=jdbc_jars, staging=spark_staging, force=force, spark=spark)
+        else:
+            result = acquire(flights_url, airports_url, months, target, spec, reader=reader, chunk_rows=chunk_rows,
+                             force=force)
         join, sources = result.join, result.sources
         for role in ("flights", "airports"):
             echo(
@@ -173,6 +218,7 @@ def run_acquisition(
             "training_data_asset": asset,
             "rows": result.rows,
             "months": months,
+            "engine": engine,
             "readers": {role: sources[role]["reader"] for role in sources},
             "sources": sources,
             "join": join,

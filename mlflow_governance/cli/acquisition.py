@@ -43,6 +43,18 @@ def acquire_options(fn):
         click.option("--chunk-rows", type=click.IntRange(min=1), default=65_536, show_default=True,
                      help="Rows per chunk read from each database."),
         click.option("--experiment", default="", help="MLflow experiment name (default: the active one)."),
+        click.option("--engine", type=click.Choice(["stream", "spark"]), default="stream", show_default=True,
+                     help="stream: this machine's streaming readers and join; spark: Apache Spark reading both "
+                          "databases over JDBC in parallel partitions (pip install 'mlflow-governance[spark]')."),
+        click.option("--spark-master", default="local[*]", show_default=True,
+                     help="Spark master URL for --engine spark (local[*], spark://HOST:7077, yarn, k8s://...)."),
+        click.option("--jdbc-jar", "jdbc_jars", multiple=True,
+                     help="JDBC driver jar for --engine spark (repeatable or comma-separated): IBM's db2jcc4.jar for "
+                          "DB2; PostgreSQL's and SQLite's come from Debian's packages under /usr/share/java."),
+        click.option("--spark-staging", default="",
+                     help="Where Spark writes its part files before they become the output file (default: a local "
+                          "temporary directory, right for local[*]; on a cluster, shared storage both Spark and "
+                          "pyarrow open, e.g. hdfs://... or file:///shared/dir)."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -51,7 +63,8 @@ def acquire_options(fn):
 
 def run_acquire(
     flights_url, airports_url, months, output, model, key, how, flights_table, airports_table,
-    flight_columns, airport_columns, reader, chunk_rows, experiment, force: bool = False, as_json: bool = False,
+    flight_columns, airport_columns, reader, chunk_rows, experiment, engine: str = "stream",
+    spark_master: str = "local[*]", jdbc_jars=(), spark_staging: str = "", force: bool = False, as_json: bool = False,
 ) -> dict:
     """Run the acquisition step with CLI-style arguments.
 
@@ -83,6 +96,8 @@ def run_acquire(
     summary = run_acquisition(
         flights_url, airports_url, _months(months), output or None, model or None, spec,
         reader=reader, chunk_rows=chunk_rows, experiment=experiment or None, echo=echo, force=force,
+        engine=engine, spark_master=spark_master, spark_staging=spark_staging or None,
+        jdbc_jars=[j.strip() for text in jdbc_jars or () for j in str(text).split(",") if j.strip()],
     )
     if as_json:
         echo_json(summary)
@@ -140,7 +155,8 @@ def register(cli: click.Group) -> None:
 
         Streams both sources in key order (ADBC for PostgreSQL/SQLite, SQLAlchemy for other
         engines such as DB2: db2+ibm_db://USER:PASSWORD@HOST:50000/DATABASE), joins them on the
-        key, writes the Parquet file atomically, logs the dataset, counts, profile and quality
+        key (or, with --engine spark, reads them over JDBC in parallel partitions and joins them in
+        Spark, on --spark-master; the same file and dataset digest), writes the Parquet file atomically, logs the dataset, counts, profile and quality
         verdict to an MLflow run, and with --model records training_data_asset and
         training_data_quality_flag on the governed model as the acting ModelDataEngineer.
 
