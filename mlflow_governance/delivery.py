@@ -23,8 +23,9 @@ Every attempt of one row carries the same ``X-MLflow-Delivery-Id``, so a receive
 copy it gets when an answer was lost after it had processed the event (the one case a sender
 cannot tell from a failure).
 
-The sinks are pluggable (`Sink`): MLflow's webhooks are the one sink now; notification channels
-(people by mail or chat) will be others over the same rows.
+The sinks are pluggable (`Sink`, `default_sinks`): MLflow's webhooks, and the people each event
+concerns, by mail or chat (`mlflow_governance.notifications`, a row per event and user), over the
+same rows and with the same guarantees.
 """
 
 from __future__ import annotations
@@ -206,6 +207,13 @@ class MlflowWebhookSink:
             return {r.webhook_id: {"name": r.name, "url": r.url} for r in conn.execute(query)}
 
 
+def default_sinks(store: Any) -> list[Sink]:
+    """Every sink of a registry: MLflow's webhooks and the people the events concern."""
+    from mlflow_governance.notifications import PeopleSink
+
+    return [MlflowWebhookSink(store), PeopleSink(store)]
+
+
 # --- the deliverer ----------------------------------------------------------------------------
 
 
@@ -235,7 +243,7 @@ class Deliverer:
                  max_parallel: int = 4):
         self.store = store
         self.engine = store.engine
-        self.sinks: dict[str, Sink] = {s.name: s for s in (sinks if sinks is not None else [MlflowWebhookSink(store)])}
+        self.sinks: dict[str, Sink] = {s.name: s for s in (sinks if sinks is not None else default_sinks(store))}
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.max_parallel = max_parallel
         self.last_error: str | None = None
@@ -418,7 +426,7 @@ def status(store: Any, details: bool = True, sinks: Iterable[Sink] | None = None
                          "attempts": int(head.attempts), "last_error": head.last_error,
                          "last_status": head.status_code, "next_attempt": iso(int(head.next_attempt_at))})
     if rows:
-        known = {s.name: s for s in (sinks if sinks is not None else [MlflowWebhookSink(store)])}
+        known = {s.name: s for s in (sinks if sinks is not None else default_sinks(store))}
         for sink_name in {r["sink"] for r in rows}:
             described = known[sink_name].describe(r["target"] for r in rows if r["sink"] == sink_name) \
                 if sink_name in known else {}

@@ -163,8 +163,33 @@ def count(value: str) -> int:
     return number
 
 
+SMTP_SCHEMES = ("smtp", "smtp+tls", "smtps", "smtp+ssl")
+
+
+def smtp_url(value: str) -> str:
+    """A mail server URL: ``smtp://`` (no TLS), ``smtp+tls://`` (STARTTLS) or ``smtps://`` /
+    ``smtp+ssl://`` (TLS from the start), ``[USER:PASSWORD@]HOST[:PORT]`` (a setting's type)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in SMTP_SCHEMES or not parts.hostname or parts.path.strip("/"):
+        raise ValueError(value)
+    _ = parts.port  # ValueError when the port is not a number from 0 to 65535
+    return value
+
+
+def mail_address(value: str) -> str:
+    """One plain mail address, name@domain (a setting's type)."""
+    local, sep, domain = value.rpartition("@")
+    if not sep or not local or "." not in domain.strip(".") or any(c.isspace() or c in "<>,;\"'" for c in value):
+        raise ValueError(value)
+    return value
+
+
 seconds.__name__ = "number of seconds (0 or more)"
 count.__name__ = "whole number (1 or more)"
+smtp_url.__name__ = "smtp://, smtp+tls:// or smtps:// [USER:PASSWORD@]HOST[:PORT]"
+mail_address.__name__ = "mail address"
 
 
 class _BooleanEnvironmentVariable(_EnvironmentVariable):
@@ -366,6 +391,17 @@ MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS = _ChoiceEnvironmentVariable(
     "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS", ("true", "false"), "false",
     description="Whether webhooks may target loopback, private and link-local addresses (true turns MLflow's SSRF "
     "protection off: cloud metadata and internal services become reachable)",
+)
+MLGOV_SMTP_URL = _EnvironmentVariable(
+    "MLGOV_SMTP_URL", smtp_url, None, secret=True,
+    description="The one mail server that sends the notifications to users with a mail contact (a password in it is "
+    "percent-encoded)",
+    default_doc="none: users with a mail contact are not notified (mlgov notifications list says so)",
+)
+MLGOV_SMTP_FROM = _EnvironmentVariable(
+    "MLGOV_SMTP_FROM", mail_address, None,
+    description="The sender address of notification mail",
+    default_doc="mlflow-governance@ the server's host name",
 )
 MLGOV_USER = _EnvironmentVariable(
     "MLGOV_USER", str, None, in_file=False,

@@ -150,6 +150,15 @@ class RestGovernance:
     def events_status(self):
         return self._call("GET", "/events/status")
 
+    def set_contact(self, user, email, url, clear=False):
+        return self._call("POST", "/users/contact", {"username": user, "email": email, "url": url, "clear": clear})
+
+    def notifications(self):
+        return self._call("GET", "/notifications")["users"]
+
+    def test_notification(self, user):
+        return self._call("POST", "/notifications/test", {"username": user})
+
     def add_user(self, username: str, password: str) -> None:
         """Create a user through MLflow's own basic-auth endpoint (admin only)."""
         self._call("POST", "/api/2.0/mlflow/users/create", {"username": username, "password": password})

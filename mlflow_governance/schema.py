@@ -30,6 +30,21 @@ roles = sa.Table(
     sa.Column("granted_at", sa.BigInteger, nullable=False),
 )
 
+# A user's notification contact (`mlflow_governance.notifications`): a mail address (sent through
+# MLGOV_SMTP_URL) or an Apprise URL of their own (Slack, Teams, a JSON webhook), one or the other;
+# beside the role grants so the local CLI and every server worker read the same. ``created_at``:
+# the user gets the events committed from then on (as a webhook gets those after its creation).
+contacts = sa.Table(
+    "mlgov_contact",
+    metadata,
+    sa.Column("username", sa.String(256), primary_key=True),
+    sa.Column("email", sa.String(320), nullable=True),
+    sa.Column("url", sa.Text, nullable=True),
+    sa.Column("set_by", sa.String(256), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
 audit = sa.Table(
     "mlgov_audit",
     metadata,
@@ -101,8 +116,8 @@ events = sa.Table(
     sqlite_autoincrement=True,
 )
 
-# One row per (event, target): ``sink`` names the kind of receiver (``mlflow-webhook``; later
-# notification channels), ``target`` the receiver (a webhook id). A row is ``pending`` until a
+# One row per (event, target): ``sink`` names the kind of receiver (``mlflow-webhook``, or
+# ``person`` for a user's notification), ``target`` the receiver (a webhook id, a user name). A row is ``pending`` until a
 # 2xx (``delivered``) or until its target is gone or disabled (``skipped``); ``claimed_until`` is
 # the lease of the worker sending it, so two workers never send the same row at once.
 event_deliveries = sa.Table(

@@ -691,14 +691,17 @@ def may_set_monitors(attempt: Attempt) -> tuple[str | None, Refusal | None]:
 GRANT_ROLE = "grant_role"
 REVOKE_ROLE = "revoke_role"
 LIST_ROLES = "list_roles"
-ADMIN_ACTIONS = (GRANT_ROLE, REVOKE_ROLE, LIST_ROLES)
+SET_CONTACT = "set_contact"  # a user's notification address (`mlflow_governance.notifications`)
+MANAGE_NOTIFICATIONS = "manage_notifications"  # list contacts and counts, send a test message
+ADMIN_ACTIONS = (GRANT_ROLE, REVOKE_ROLE, LIST_ROLES, SET_CONTACT, MANAGE_NOTIFICATIONS)
 
 
 def may_administer(action: str, actor: str | None, actor_roles: frozenset[str]) -> Refusal | None:
     """Role administration is the admin's alone, on every path (local CLI and server alike)."""
     if action not in ADMIN_ACTIONS:
         raise ValueError(f"not an administrative action: {action!r}")
-    verb = {GRANT_ROLE: "grant roles", REVOKE_ROLE: "revoke roles", LIST_ROLES: "list the role table"}[action]
+    verb = {GRANT_ROLE: "grant roles", REVOKE_ROLE: "revoke roles", LIST_ROLES: "list the role table",
+            SET_CONTACT: "set a user's notification contact", MANAGE_NOTIFICATIONS: "manage notifications"}[action]
     if not actor:
         return Refusal(UNAUTHENTICATED, f"no authenticated user: only the admin may {verb}")
     if ADMIN not in actor_roles:

@@ -12,6 +12,7 @@ from mlflow_governance.cli.events import register as register_events
 from mlflow_governance.cli.explain import register as register_explain
 from mlflow_governance.cli.governance import register as register_governance
 from mlflow_governance.cli.monitoring import register as register_monitoring
+from mlflow_governance.cli.notifications import register as register_notifications
 from mlflow_governance.cli.server import register as register_server
 from mlflow_governance.cli.serving import register as register_serving
 from mlflow_governance.cli.trace import register as register_trace
@@ -41,3 +42,4 @@ register_explain(cli)
 register_demo(cli)
 register_trace(cli)
 register_events(cli)
+register_notifications(cli)

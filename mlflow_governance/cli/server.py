@@ -74,7 +74,7 @@ def server(config_file: Path | None, host: str, port: int, workers: int, dry_run
 
 @click.group("users")
 def users() -> None:
-    """Manage the server's users (admin; needs MLFLOW_TRACKING_URI=http(s)://...)."""
+    """Manage users (admin): add needs MLFLOW_TRACKING_URI=http(s)://...; set-contact works locally too."""
 
 
 def _check_roles(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:

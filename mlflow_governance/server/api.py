@@ -382,6 +382,36 @@ def list_roles(data):
     return {"roles": engine.list_roles(governed_store(), current_user())}
 
 
+def set_contact(data):
+    """Admin only, audited: a user's mail address or notification URL (`mlflow_governance.contacts`)."""
+    from mlflow_governance import contacts
+
+    username, store = _text(data, "username"), governed_store()
+    if workflow.ADMIN in engine.roles_of(store, current_user()):
+        _require_user_exists(username)
+    return contacts.set_contact(store, username, _text(data, "email", required=False),
+                                _text(data, "url", required=False), _flag(data, "clear"))
+
+
+def notification_list(data):
+    """Admin only: every user, their contact (a URL masked), roles and notification counts."""
+    from mlflow.server.auth import store as auth_store
+
+    from mlflow_governance import notifications
+
+    store, user = governed_store(), current_user()
+    known = [u.username for u in auth_store.list_users()] if permissions.is_admin() else []
+    return {"users": notifications.listing(store, user, known)}
+
+
+def notification_test(data):
+    """Admin only: send a user a test message now; ``ok`` and the one-line failure."""
+    from mlflow_governance import notifications
+
+    username = _text(data, "username")
+    return notifications.send_test(governed_store(), current_user(), username)
+
+
 # (path, method, handler, MLflow permission needed on the model named by ``model``): the whole
 # API. The permission is checked before the handler runs whenever the request names a model;
 # None: the route names no model (lists filter by what the user may read themselves).
@@ -404,6 +434,9 @@ ROUTES: tuple[tuple[str, str, Callable[[dict], Any], str | None], ...] = (
     ("/roles/grant", "POST", grant, None),
     ("/roles/revoke", "POST", revoke, None),
     ("/roles/list", "GET", list_roles, None),
+    ("/users/contact", "POST", set_contact, None),  # the admin's, checked by the core
+    ("/notifications", "GET", notification_list, None),
+    ("/notifications/test", "POST", notification_test, None),
 )
 
 
