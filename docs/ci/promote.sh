@@ -132,13 +132,19 @@ deploy() {
     require_stage "$APPROVED_FOR_DEPLOYMENT" \
         "only a version the governance core approved for deployment is deployed"
     require_task "the ModelDeployer records the deployment"
+    local started=false code=0
     if answers "$SIDECAR_URL/health"; then
         echo "a sidecar already answers at $SIDECAR_URL"
     else
         start_sidecar
+        started=true
     fi
     mlgov deploy --model "$MODEL" --version "$VERSION" --url "$SIDECAR_URL" \
-        --space "${DEPLOYMENT_SPACE:-production}"
+        --space "${DEPLOYMENT_SPACE:-production}" || code=$?
+    if [ "$code" != 0 ]; then  # nothing recorded: a sidecar started for it does not stay behind
+        if $started; then stop_sidecar; fi
+        exit "$code"
+    fi
     echo "next: the ModelOwner approves the move to production (moved_to_production=yes), then: $0 productionize"
 }
 
