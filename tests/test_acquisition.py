@@ -496,3 +496,35 @@ def test_names_match_the_catalog_whatever_their_case(acquisition_sources, acquir
     expected = pd.read_parquet(acquired_training_set.path)
     assert got["flight_id"].tolist() == expected["FLIGHT_ID"].tolist()
     assert got["carrier"].tolist() == expected["CARRIER"].tolist()
+
+
+def test_sqlalchemy_reader_converts_driver_types_column_by_column(acquisition_sources, tmp_path):
+    """Values Arrow cannot take from a chunk in one call (PostgreSQL NUMERIC arrives as Decimal) are
+    converted column by column, with the same result."""
+    from decimal import Decimal
+
+    suffix = os.urandom(4).hex()
+    engine = sa.create_engine(acquisition_sources.pg_url)
+    metadata = sa.MetaData()
+    left = sa.Table(f"dec_flights_{suffix}", metadata, sa.Column("FLIGHT_ID", sa.BigInteger, primary_key=True),
+                    sa.Column("DELAY", sa.Numeric(8, 2)), sa.Column("LEGS", sa.Numeric(4, 0)))
+    right = sa.Table(f"dec_airports_{suffix}", metadata, sa.Column("FLIGHT_ID", sa.BigInteger, primary_key=True),
+                     sa.Column("ORIGIN", sa.String(8)))
+    metadata.create_all(engine)
+    try:
+        with engine.begin() as conn:
+            conn.execute(left.insert(), [{"FLIGHT_ID": i, "DELAY": Decimal(i) / 4 if i % 3 else None, "LEGS": i % 5}
+                                         for i in range(1, 301)])
+            conn.execute(right.insert(), [{"FLIGHT_ID": i, "ORIGIN": f"A{i % 7}"} for i in range(1, 301)])
+        spec = JoinSpec(flights_table=left.name, airports_table=right.name, flight_columns=("FLIGHT_ID", "DELAY", "LEGS"),
+                        airport_columns=("FLIGHT_ID", "ORIGIN"))
+        out = tmp_path / "dec.parquet"
+        acquire(acquisition_sources.pg_url, acquisition_sources.pg_url, [1], out, spec, reader="sqlalchemy", chunk_rows=64)
+        got = pq.read_table(out)
+        assert got.schema.types == [pa.int64(), pa.float64(), pa.int64(), pa.string()]
+        assert got.column("DELAY").to_pylist() == [i / 4 if i % 3 else None for i in range(1, 301)]
+        assert got.column("LEGS").to_pylist() == [i % 5 for i in range(1, 301)]
+        assert got.column("ORIGIN").to_pylist() == [f"A{i % 7}" for i in range(1, 301)]
+    finally:
+        metadata.drop_all(engine)
+        engine.dispose()

@@ -9,7 +9,8 @@ the filtering and the ordering.
 
 `stream` reads that SELECT in chunks. PostgreSQL and SQLite go through their ADBC drivers
 (Arrow-native: the rows never become Python objects); every other engine, DB2 included, through
-SQLAlchemy with a streaming cursor (``stream_results``) converted chunk by chunk. Every batch is
+their SQLAlchemy engine's DB-API driver with a streaming (server-side) cursor, each fetched chunk
+converted to Arrow in one call (`_rows_to_batch`). Every batch is
 cast to the source's Arrow schema, derived from the reflected column types, so the output does
 not depend on the engine or the path.
 """
@@ -284,18 +285,59 @@ def _copy_row_bytes(schema: pa.Schema) -> int:
 
 
 def _sqlalchemy_batches(source: Source, chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    """The SELECT through the engine's DB-API driver: a server-side cursor where the driver needs one
+    (PostgreSQL, MySQL), ``fetchmany`` of ``chunk_rows`` tuples, each chunk converted by Arrow in one
+    call into a struct array and split into columns (no per-row or per-value Python)."""
     schema = source.schema
+    struct = pa.struct(list(schema))
     try:
-        with source.engine.connect() as conn:
-            result = conn.execution_options(stream_results=True, max_row_buffer=chunk_rows).execute(source.statement)
-            for rows in result.partitions(chunk_rows):
-                columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
-                arrays = [_to_array(values, f.type) for values, f in zip(columns, schema, strict=True)]
-                yield pa.RecordBatch.from_arrays(arrays, schema=schema)
-    except AcquisitionError:
-        raise
+        raw = source.engine.raw_connection()
     except sa.exc.DBAPIError as exc:
         raise databases.connection_error(exc, source.engine, source.role) from None
+    try:
+        cursor = _server_side_cursor(raw, source.engine)
+        try:
+            cursor.arraysize = chunk_rows
+            if hasattr(cursor, "itersize"):
+                cursor.itersize = chunk_rows
+            cursor.execute(source.sql())
+            while True:
+                rows = cursor.fetchmany(chunk_rows)
+                if not rows:
+                    break
+                yield _rows_to_batch(rows, schema, struct)
+        finally:
+            cursor.close()
+    except AcquisitionError:
+        raise
+    except source.engine.dialect.loaded_dbapi.Error as exc:
+        raise databases.connection_error(exc, source.engine, source.role) from None
+    finally:
+        raw.close()  # back to the pool, rolled back
+
+
+def _server_side_cursor(raw, engine: sa.Engine):
+    """A DB-API cursor that streams: PostgreSQL's named cursor, MySQL's unbuffered cursor; other
+    drivers (SQLite, DB2's ibm_db, ...) stream with a plain cursor and ``fetchmany``."""
+    backend, driver = engine.url.get_backend_name(), engine.dialect.driver
+    if backend == "postgresql" and driver in ("psycopg2", "psycopg"):
+        return raw.cursor(name=f"mlgov_read_{threading.get_ident()}")
+    if backend in ("mysql", "mariadb") and driver in ("pymysql", "mysqldb"):
+        return raw.cursor(engine.dialect.loaded_dbapi.cursors.SSCursor)
+    return raw.cursor()
+
+
+def _rows_to_batch(rows: Sequence[Any], schema: pa.Schema, struct: pa.StructType) -> pa.RecordBatch:
+    """A chunk of DB-API rows as one record batch of ``schema``."""
+    if not isinstance(rows[0], tuple):
+        rows = [tuple(r) for r in rows]
+    try:
+        return pa.RecordBatch.from_struct_array(pa.array(rows, type=struct))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        pass  # a value Arrow does not convert directly (Decimal, text numbers, driver types): per column
+    columns = list(zip(*rows, strict=True))
+    arrays = [_to_array(values, f.type) for values, f in zip(columns, schema, strict=True)]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 def _to_array(values: Sequence[Any], target: pa.DataType) -> pa.Array:
