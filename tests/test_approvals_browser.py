@@ -275,6 +275,17 @@ def test_forms_are_the_ones_the_user_may_use(server, browser_as):
     adam.get(model_url(server, watched))
     assert adam.find_element(By.ID, "do-approve") and not adam.find_elements(By.ID, "read-only")
 
+    # The inbox lists the user's own waiting tasks first, under their own heading, then the others'.
+    adam.get(server + "/governance/")
+    headings = [h.text for h in adam.find_elements(By.CSS_SELECTOR, "h1, h2")]
+    assert headings.index("Waiting for you") < headings.index("Waiting for others") < headings.index(
+        "All governed models")
+    others = adam.find_element(By.ID, "others").text
+    assert watched in adam.find_element(By.ID, "inbox").text and watched not in others
+    assert model in others and wf.MODEL_VALIDATOR in others  # the validator's turn, not adam's
+    rita.get(server + "/governance/")
+    assert watched in rita.find_element(By.ID, "others").text  # her role's, but MLflow lets her only read it
+
 
 def test_error_pages_are_html(server, browser_as):
     from selenium.webdriver.common.by import By

@@ -40,7 +40,7 @@ def events_list(after: int, limit: int, model: str | None, as_json: bool) -> Non
 
 def _print_status(status: dict) -> None:
     click.echo(f"events: {status['events']}, undelivered: {status['undelivered']} (and {status['undispatched']} "
-               f"not dispatched to their webhooks yet), delivered: {status['delivered']}, skipped: {status['skipped']}")
+               f"not dispatched to their receivers yet), delivered: {status['delivered']}, skipped: {status['skipped']}")
     if status.get("oldest_undelivered"):
         click.echo(f"oldest undelivered event: {status['oldest_undelivered']}")
     for t in status.get("targets", []):
@@ -67,8 +67,8 @@ def events_status(as_json: bool) -> None:
               help="Configuration file (MLFLOW_WEBHOOK_* settings); default $MLGOV_CONFIG.")
 @click.option("--watch", is_flag=True, help="Keep delivering every MLGOV_EVENTS_POLL_SECONDS until interrupted.")
 def events_deliver(config_file: str | None, watch: bool) -> None:
-    """Send the events that are due to MLflow's webhooks (a local registry; a governance server
-    delivers its own). Safe beside a server or another deliverer on the same database: each
+    """Send the events that are due to MLflow's webhooks and to the people they concern (a local
+    registry; a governance server delivers its own). Safe beside a server or another deliverer on the same database: each
     delivery is claimed by one of them. Exit 0; what is left is printed (and retried later)."""
     from mlflow_governance import delivery, settings
     from mlflow_governance import environment_variables as ev

@@ -1,4 +1,5 @@
-"""The approvals page at ``/governance/``: the signed-in user's inbox and each model's record.
+"""The approvals page at ``/governance/``: the signed-in user's inbox (their own waiting tasks
+first, then what waits for others) and each model's record.
 
 Server-rendered HTML (Jinja templates shipped in the package), plain HTML forms and no script.
 The forms post to `ACT_PAGE`, which acts as the signed-in user through the same engine as the
@@ -248,17 +249,27 @@ def _governed_models(store) -> list[dict[str, Any]]:
     ]
 
 
+def _waiting_for_others(store, user: str, mine: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every other task waiting for a role, on the models the user may read (not theirs to do)."""
+    own = {(t["model"], t["version"]) for t in mine}
+    found = [t for role in workflow.GOVERNANCE_ROLES for t in visible_tasks(store, role=role, user=user)
+             if (t["model"], t["version"]) not in own]
+    return sorted(found, key=lambda t: (t["model"], t["version"] or 0))
+
+
 @html_errors
 def inbox() -> Response:
     user = current_user()
     store = governed_store()
+    # What the user may really do (MLflow's permission to act on the model included) first, under
+    # its own heading; then what waits for others.
+    mine = [t for t in visible_tasks(store, role=None, user=user) if permissions.allows(t["model"], permissions.EDIT)]
     return render_template(
         "inbox.html",
         user=user,
         roles=sorted(engine.roles_of(store, user)),
-        # what the user may really do: MLflow's permission to act on the model included
-        tasks=[t for t in visible_tasks(store, role=None, user=user)
-               if permissions.allows(t["model"], permissions.EDIT)],
+        tasks=mine,
+        others=_waiting_for_others(store, user, mine),
         models=_governed_models(store),
         model_page=MODEL_PAGE,
     )
