@@ -15,26 +15,54 @@ import pytest
 MLGOV = str(Path(sys.executable).parent / "mlgov")
 
 
-def test_demo_walks_one_model_to_ready_to_use(demo_run, tmp_path):
+def test_demo_plays_the_whole_lifecycle(demo_run, tmp_path):
     workdir, env, out = demo_run.workdir, demo_run.env, demo_run.stdout
     assert demo_run.returncode == 0, demo_run.stderr[-3000:]
     steps = re.findall(r"^\s*\d+\. (\w+)\s+(\w+)\s+(.*)$", out, flags=re.M)
     people = {user for user, role, _ in steps if role != "admin"}
     assert people == {"olivia", "adam", "erin", "devi", "victor", "dora", "mona"}
     assert "REFUSED (separation of duties" in out
-    assert "final approval -> 'Ready to Use', usability 'accept', alias 'production' -> version 1" in out
+    assert re.search(r"erin\s+ModelDataEngineer\s+acquire the winter months 1, 2: [\d,]+ rows joined", out), out
+    assert "final approval of version 1 -> 'Ready to Use', usability 'accept', alias 'production' -> version 1" in out
     assert "chain intact; 7 different people moved the model" in out
     assert "# Fact sheet: airline-delay (MOD_000001)" in out
     sheet = (workdir / "factsheet.md").read_text()
-    assert "| 1 | Ready to Use | accept | devi |" in sheet
+    assert "| 1 | Decommissioned | - | devi |" in sheet and "| 2 | Ready to Use | accept | devi |" in sheet
     assert re.search(r"\| 1 \| model_quality \| roc_auc=0\.\d+ \|", sheet)
-    # The validation is the real one: all four monitors, its report in a run, recorded on the version.
-    assert re.search(r"victor\s+ModelValidator\s+validate on month 2 \([\d,]+ rows\): (pass|breach) "
+    # The validation is the real one: all four monitors, its report in a run, a REST smoke test.
+    assert re.search(r"victor\s+ModelValidator\s+validate on spring month 4 \([\d,]+ rows\): (pass|breach) "
                      r"\(accuracy 0\.\d+, roc_auc 0\.\d+, estimated_accuracy\.value 0\.\d+, "
-                     r"drift\.share_drifted 0\.\d+\); report runs:/\w+/validation/report\.html", out), out
+                     r"drift\.share_drifted 0\.\d+\); smoke test passed; report "
+                     r"runs:/\w+/validation/report\.html", out), out
     assert re.search(r"\| 1 \| validation_verdict \| (pass|override) \|", sheet)
     assert re.search(r"\| 1 \| victor \| (PASS|OVERRIDE) \| runs:/\w+/validation/report\.html \|", sheet)
+    # The deployment fields come from a sidecar that answered for the version, never typed by hand.
+    endpoint = re.search(r"\| 1 \| endpoint \| (http://127\.0\.0\.1:\d+)/invocations \|", sheet).group(1)
+    assert f"| 1 | monitoring_url | {endpoint}/status |" in sheet
+    assert re.search(r"dora\s+ModelDeployer\s+mlgov deploy: version 1 answers at " + re.escape(endpoint), out)
+    # Real traffic: winter flights scored, July flights until the drift monitor refuses; then 410.
+    assert re.search(r"scores 1,000 winter flights: all HTTP 200 by version 1", out), out
+    red = re.search(r"after ([\d,]+) July rows in (\d+) s the (\w+) monitor turned usability red as mona: "
+                    r"HTTP 423 \"model execution not allowed: .*drift\.share_drifted = (0\.\d+) "
+                    r"\(threshold <= 0\.25\)", out)
+    assert red and red.group(3) == "drift" and float(red.group(4)) > 0.25, out
+    assert "decommissions version 1 -> 'Decommissioned'; the sidecar answers HTTP 410" in out
+    # The second path: a model trained outside, through the same gates, serving the July traffic.
+    assert "outside team, in its own process: trained on" in out and (workdir / "outside" / "delay_model.skops").exists()
+    assert re.search(r"devi\s+ModelDeveloper\s+import the outside model as version 2 \(roc_auc=0\.\d+\)", out)
+    assert "final approval of version 2 -> 'Ready to Use', usability 'accept', alias 'production' -> version 2" in out
+    assert "July flights scored by version 2" in out
+    assert re.search(r"\| 2 \| development_system \| outside team", sheet)
     assert "placeholder" not in out and "Downloading artifacts" not in demo_run.stderr
+    # Every process it started is gone; the trace it prints runs as printed.
+    assert _processes_under(workdir) == []
+    trace_line = next(line.strip() for line in out.splitlines() if " trace " in line and "--payload-url" in line)
+    variables = dict(word.split("=", 1) for word in trace_line.split() if "=" in word and "://" in word
+                     and not word.startswith("-"))
+    argv = [word for word in trace_line.split() if word.split("=", 1)[0] not in variables]
+    p = subprocess.run(argv, env={**env, **variables}, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "models:/airline-delay/1" in p.stdout and "== approvals [found]" in p.stdout
     # Everything the demo writes is under its work directory, and its closing commands run as printed.
     assert not (demo_run.cwd / "mlruns").exists() and list((workdir / "artifacts").rglob("report.html"))
     assert sorted(p.name for p in demo_run.cwd.iterdir()) == ["demo"]
@@ -50,6 +78,21 @@ def test_demo_walks_one_model_to_ready_to_use(demo_run, tmp_path):
     p = subprocess.run([MLGOV, "demo", "--workdir", str(tmp_path)], env=env, capture_output=True, text=True,
                        cwd=tmp_path, timeout=120)
     assert p.returncode == 2 and "was not made by the demo" in p.stderr
+
+
+def _processes_under(workdir: Path) -> list[str]:
+    """Command lines of running processes that name ``workdir`` (the demo's sidecars would)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(workdir) in cmdline and "pytest" not in cmdline:
+            found.append(cmdline)
+    return found
 
 
 def _serve_and_browse(command: str, config: Path, env: dict, tmp_path: Path) -> None:

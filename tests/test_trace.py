@@ -23,11 +23,9 @@ import requests
 from mlflow_governance import workflow as wf
 from mlflow_governance.client import GovernanceClient
 from mlflow_governance.trace import ClientSources, TraceError, trace
-from tests.conftest import acting, free_port
-from tests.plugins.training_fixtures import _env
+from tests.conftest import free_port
 from tests.servers import mlflow_server
 from tests.test_governance_server import ADMIN_PASSWORD, server_env
-from tests.test_sidecar_promotion import _walk_to_production
 from tests.test_sidecar_support import MLGOV, feature_rows, records, run_sidecar, serve_args, sidecar_env
 
 MODEL = "airline-delay"
@@ -35,30 +33,36 @@ MODEL = "airline-delay"
 
 @pytest.fixture(scope="module")
 def served(demo_run, tmp_path_factory, winter_flights):
-    """(registry env, payload URL, request ids served by version 1, then by version 2)."""
+    """(registry env, payload URL, request ids served by version 1, then by version 2).
+
+    The demo served version 1 (winter flights, then July flights until its drift monitor refused),
+    decommissioned it and promoted the imported version 2; its payload table holds those rows. A
+    copy of its registry and payload database is served here once more (version 2 now), so the
+    probability of a version 2 answer is known from the HTTP answer itself."""
     assert demo_run.returncode == 0, demo_run.stderr[-2000:]
+    import sqlalchemy as sa
+
     work = tmp_path_factory.mktemp("trace")
-    db = work / "mlflow.db"
+    db, payloads = work / "mlflow.db", work / "payloads.db"
     shutil.copy(demo_run.db, db)
+    shutil.copy(demo_run.workdir / "serving" / "payloads.db", payloads)
+    payload_url = f"sqlite:///{payloads}"
+    engine = sa.create_engine(payload_url)
+    try:
+        with engine.connect() as conn:
+            v1_ids = list(conn.execute(sa.text("SELECT request_id FROM mlgov_payload WHERE version = 1 "
+                                               "ORDER BY seq LIMIT 3")).scalars())
+    finally:
+        engine.dispose()
+    assert len(v1_ids) == 3
     registry = {"MLFLOW_TRACKING_URI": f"sqlite:///{db}", "MLFLOW_REGISTRY_URI": f"governed-sqlite:///{db}"}
     env = sidecar_env(registry["MLFLOW_REGISTRY_URI"], registry["MLFLOW_TRACKING_URI"], MLGOV_USER="mona")
     body = {"dataframe_records": records(feature_rows(winter_flights.dropna(subset=["DEPARTURE_DELAY"]).head(3)))}
-    with run_sidecar(work / "run", env, "--model", MODEL, *serve_args()) as sidecar:
-        first = sidecar.score(body)
-        assert first.status_code == 200 and first.json()["version"] == 1, first.text
-        with _env(**registry, MLGOV_ADMIN="admin"):
-            client = GovernanceClient()
-            v1 = mlflow.MlflowClient().get_model_version(MODEL, "1")
-            with acting("devi"):
-                v2 = int(mlflow.MlflowClient().create_model_version(MODEL, source=v1.source, run_id=v1.run_id).version)
-            _walk_to_production(client, MODEL, v2, client.status(MODEL, 1)["version"]["fields"])
-        from tests.test_sidecar_support import eventually
-
-        later = eventually(lambda: (r := sidecar.score(body)).status_code == 200 and r.json()["version"] == v2
-                           and r.json(), timeout=40, what="version 2 served")
-    return {"registry": registry, "payload_url": f"sqlite:///{work / 'run' / 'mlgov-payloads.db'}",
-            "v1_ids": first.json()["request_ids"], "v2_ids": later["request_ids"], "v2": v2,
-            "probability": first.json()["probabilities"][0], "work": work}
+    with run_sidecar(work / "run", env, "--model", MODEL, "--payload-url", payload_url, *serve_args()) as sidecar:
+        later = sidecar.score(body)
+        assert later.status_code == 200 and later.json()["version"] == 2, later.text
+    return {"registry": registry, "payload_url": payload_url, "v1_ids": v1_ids, "v2_ids": later.json()["request_ids"],
+            "v2": 2, "probability": later.json()["probabilities"][0], "work": work}
 
 
 def latest_request(served, version: int) -> str:
@@ -70,6 +74,19 @@ def latest_request(served, version: int) -> str:
         with engine.connect() as conn:
             return conn.execute(sa.text("SELECT request_id FROM mlgov_payload WHERE version = :v ORDER BY seq DESC "
                                         "LIMIT 1"), {"v": version}).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def rows_of(served, version: int) -> int:
+    """How many payload rows ``version`` answered (read straight from the payload table)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(served["payload_url"])
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.text("SELECT count(*) FROM mlgov_payload WHERE version = :v"),
+                                {"v": version}).scalar_one()
     finally:
         engine.dispose()
 
@@ -90,11 +107,11 @@ def test_a_prediction_by_a_later_decommissioned_version_is_traced_to_its_people_
 
     prediction = links["prediction"]["data"]
     assert prediction["version"] == 1 and prediction["staging"] is False
-    assert prediction["probability"] == pytest.approx(served["probability"])
+    assert prediction["features"]["MONTH"] in (1, 2, 12) and prediction["prediction"] in (0, 1)
     assert prediction["replica"] and "pid" in prediction["replica"]
 
     version = links["model version"]["data"]
-    assert version["stage_now"] == wf.DECOMMISSIONED  # superseded by version 2 since
+    assert version["stage_now"] == wf.DECOMMISSIONED  # stopped by its drift monitor, retired by its owner since
     assert version["alias_at_prediction"] == 1 and version["served_the_alias"] is True
     history = [(h["version"], h["event"]) for h in version["alias_history"]]
     assert history[0] == (1, "bound") and sorted(history[1:]) == sorted([(1, "released"), (served["v2"], "bound")])
@@ -139,6 +156,10 @@ def test_a_prediction_by_a_later_decommissioned_version_is_traced_to_its_people_
     later = trace(served["v2_ids"][0], served["payload_url"], ClientSources())
     assert later["version"] == served["v2"]
     assert links_of(later)["model version"]["data"]["alias_at_prediction"] == served["v2"]
+    assert links_of(later)["prediction"]["data"]["probability"] == pytest.approx(served["probability"])
+    # Version 2 came from outside: its development run is the import's, on the outside team's data.
+    assert links_of(later)["development run"]["data"]["run_id"] == mlflow.MlflowClient().get_model_version(
+        MODEL, "2").run_id
 
 
 def test_mlgov_trace_formats_and_errors(served, tmp_path):
@@ -248,7 +269,8 @@ def test_the_fact_sheet_carries_the_live_evidence(served, tmp_path):
     assert re.search(r"\| 1 \| decommissioned \|", usability)
     assert re.search(rf"\| {served['v2']} \| accept \(Ready to Use\) \|", usability)
     live = sheet.split("## Live monitor evaluations (latest first)")[1].split("## ")[0]
-    assert re.search(rf"\| {served['v2']} \| (PASS|INSUFFICIENT|BREACH) \| {len(served['v2_ids'])} \|", live), live
+    assert re.search(rf"\| {served['v2']} \| (PASS|INSUFFICIENT|BREACH) \| {rows_of(served, served['v2'])} \|",
+                     live), live
     traces = sheet.split("## Traces")[1].split("## ")[0]
     for version in (1, served["v2"]):
         assert f"mlgov trace {latest_request(served, version)}" in traces

@@ -10,11 +10,12 @@ import click
 @click.command("demo")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-output"),
               show_default=True, help="Folder for the databases, artifacts and fact sheet (re-created).")
-@click.option("--months", default="1", show_default=True, help="Months the model is trained on.")
-@click.option("--validation-month", type=click.IntRange(1, 12), default=2, show_default=True)
+@click.option("--months", default="1,2", show_default=True, help="Months the model is trained on.")
+@click.option("--validation-month", type=click.IntRange(1, 12), default=4, show_default=True)
 @click.option("--full-search", is_flag=True, help="The full model search instead of the quick one.")
 def demo(workdir: Path, months: str, validation_month: int, full_search: bool) -> None:
-    """Walk one airline delay model to Ready to Use with seven different users, then print its fact sheet."""
+    """The whole governed lifecycle with seven users: approvals, acquisition, training, validation, serving,
+    drift refusal and decommissioning, then an outside model through the same gates."""
     from mlflow_governance import demo as walkthrough
     from mlflow_governance.flights import parse_months
 

@@ -1,61 +1,16 @@
 """``mlgov deploy``: record where a version really runs, read from its running sidecar.
 
-The deployment step (ModelDeployer, Approved for Deployment: ``endpoint``, ``deployment_space``,
-``deployment_platform``) and the monitoring step (ModelMonitor, Approved for Productionization:
-``wrapper_endpoint``, ``wrapper_name``, ``monitoring_url``) are filled from the sidecar's own
-``/status``, so the governance record names the endpoint that answers for that version, not a
-URL typed by hand. Refused (exit 3) when the sidecar does not answer, or answers for another
-model or version; the governance check comes first, before the sidecar is contacted.
+See `mlflow_governance.deployment`: the deployment fields (ModelDeployer) or the monitoring
+wrapper's (ModelMonitor) come from the sidecar's ``/status``; refused (exit 3) when the sidecar does
+not answer, or answers for another model or version.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
-import requests
-from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import RESOURCE_CONFLICT
 
-from mlflow_governance import workflow
 from mlflow_governance.cli.common import echo_json
-
-
-def sidecar_status(url: str, timeout: float = 10.0) -> dict[str, Any]:
-    """The sidecar's ``/status``; a refusal naming the URL when it does not answer as one."""
-    base = url.rstrip("/")
-    try:
-        resp = requests.get(base + "/status", timeout=timeout)
-        body = resp.json()
-    except requests.RequestException:
-        raise MlflowException(f"the sidecar at {base} does not answer (is `mlgov serve` running there?)",
-                              error_code=RESOURCE_CONFLICT) from None
-    except ValueError:
-        raise MlflowException(f"{base}/status is not a scoring sidecar's status (not JSON)",
-                              error_code=RESOURCE_CONFLICT) from None
-    if resp.status_code != 200 or not isinstance(body, dict) or "model" not in body:
-        raise MlflowException(f"{base}/status answered HTTP {resp.status_code}, not a sidecar's status",
-                              error_code=RESOURCE_CONFLICT)
-    return body
-
-
-def fields_from_status(stage: str, url: str, status: dict[str, Any], space: str | None) -> dict[str, str]:
-    """The fields of the step ``stage`` waits for, from the sidecar's ``status``."""
-    base = url.rstrip("/")
-    endpoint = status.get("endpoint") or base + "/invocations"
-    if stage == workflow.APPROVED_FOR_DEPLOYMENT:
-        mode = "staging" if status.get("staging") else "production"
-        return {
-            "endpoint": endpoint,
-            "deployment_space": space or f"{base} ({mode} sidecar)",
-            "deployment_platform": "mlflow-governance scoring sidecar (gunicorn; payload logging, usability gate, "
-                                   "monitors)",
-        }
-    return {
-        "wrapper_endpoint": endpoint,
-        "wrapper_name": f"{status['model']} v{status['version']} governed sidecar",
-        "monitoring_url": base + "/status",
-    }
+from mlflow_governance.deployment import record_from_sidecar
 
 
 @click.command("deploy")
@@ -68,22 +23,7 @@ def deploy(model: str, version: int, url: str, space: str | None, as_json: bool)
     """Record the deployment (ModelDeployer) or the monitoring wrapper (ModelMonitor) from a running sidecar."""
     from mlflow_governance.client import GovernanceClient
 
-    client = GovernanceClient()
-    stage = client.status(model, version)["version"]["stage"]
-    if stage not in (workflow.APPROVED_FOR_DEPLOYMENT, workflow.APPROVED_FOR_PRODUCTIONIZATION):
-        raise MlflowException(
-            f"version {version} of {model!r} is {stage!r}: mlgov deploy records the deployment in "
-            f"{workflow.APPROVED_FOR_DEPLOYMENT!r} and the monitoring wrapper in "
-            f"{workflow.APPROVED_FOR_PRODUCTIONIZATION!r}", error_code=RESOURCE_CONFLICT)
-    client.require(model, workflow.SUBMIT, version)
-    status = sidecar_status(url)
-    if status.get("model") != model or status.get("version") != version:
-        raise MlflowException(
-            f"the sidecar at {url.rstrip('/')} serves {status.get('model')!r} version {status.get('version')}, "
-            f"not {model!r} version {version}", error_code=RESOURCE_CONFLICT)
-    fields = fields_from_status(stage, url, status, space)
-    result = client.transition(model, workflow.SUBMIT, version, fields,
-                               comment=f"recorded from the running sidecar's {url.rstrip('/')}/status")
+    fields, result = record_from_sidecar(GovernanceClient(), model, version, url, space)
     if as_json:
         echo_json({"fields": fields, "stage": result["version"]["stage"]})
         return
