@@ -165,6 +165,11 @@ def merge_join(
             return
 
 
+def _distinct_sorted(keys: np.ndarray) -> np.ndarray:
+    """The distinct values of an ascending array (no hashing or sorting: the database sorted it)."""
+    return keys[np.concatenate(([True], keys[1:] != keys[:-1]))] if len(keys) else keys
+
+
 def _join_part(
     lpart: pa.Table, lkeys: np.ndarray, rpart: pa.Table, rkeys: np.ndarray, key: str, how: str, schema, stats
 ) -> pa.Table:
@@ -173,8 +178,8 @@ def _join_part(
     stats.right_rows += rpart.num_rows
     lmatch = np.isin(lkeys, rkeys, assume_unique=False)
     rmatch = np.isin(rkeys, lkeys, assume_unique=False)
-    lunmatched, runmatched = np.unique(lkeys[~lmatch]), np.unique(rkeys[~rmatch])
-    stats.matched_keys += len(np.unique(lkeys[lmatch]))
+    lunmatched, runmatched = _distinct_sorted(lkeys[~lmatch]), _distinct_sorted(rkeys[~rmatch])
+    stats.matched_keys += len(_distinct_sorted(lkeys[lmatch]))
     stats.unmatched_left_keys += len(lunmatched)
     stats.unmatched_right_keys += len(runmatched)
     for sample, found in ((stats.unmatched_left_sample, lunmatched), (stats.unmatched_right_sample, runmatched)):

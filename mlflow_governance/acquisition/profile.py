@@ -56,7 +56,9 @@ class _Column:
         if not len(values):
             return
         if self.numeric:
-            unique = _sorted_unique(values.to_numpy())
+            # Hash first (most columns hold few distinct values), then sort only those.
+            found = pc.unique(values)
+            unique = _sorted_unique((found.combine_chunks() if isinstance(found, pa.ChunkedArray) else found).to_numpy())
             if self.distinct_numbers is not None:
                 unique = _sorted_unique(np.concatenate([self.distinct_numbers, unique]))
             self.distinct_numbers = unique
