@@ -8,13 +8,18 @@ process image: Linux's VmHWM, else ``resource.getrusage``):
 - naive: ``pandas.read_sql`` of every month table of both sides, ``concat``, ``merge``, ``to_parquet``;
 - acquire (Arrow/ADBC): ``mlflow_governance.acquisition.pipeline.acquire``, both sides through ADBC;
 - acquire (SQLAlchemy): the same pipeline forced onto the chunked SQLAlchemy path (the path of
-  engines without an ADBC driver, DB2 included).
+  engines without an ADBC driver, DB2 included);
+- acquire on Spark: ``spark_engine.acquire`` on a local Spark (``--spark-master``, default
+  ``local[*]``): JDBC partitions, Spark join, Spark aggregations (skipped without pyspark).
 
 The timed region starts after the imports and covers connecting, reading, joining and writing
-the Parquet file (the acquisition also profiles every column on the way). The outputs of all
-approaches are checked to hold the same rows. The database and the files are removed at the end.
+the Parquet file (the acquisition also profiles every column on the way). For Spark, starting
+the session (the JVM, Spark's context) is timed on its own and not included; its peak memory is
+the Python process plus the JVM. The outputs of all approaches are checked to hold the same rows.
+The database and the files are removed at the end.
 
-    .venv/bin/python benchmarks/acquire.py [--runs 3] [--pg-admin-url postgresql://postgres@127.0.0.1:5432/postgres]
+    .venv/bin/python benchmarks/acquire.py [--runs 3] [--months 1,2,3] [--no-spark]
+        [--pg-admin-url postgresql://postgres@127.0.0.1:5432/postgres]
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ APPROACHES = {
     "naive": "naive pandas.read_sql + merge",
     "arrow": "acquire (Arrow/ADBC readers)",
     "sqlalchemy": "acquire (SQLAlchemy chunked readers)",
+    "spark": "acquire on Spark (local, JDBC partitions)",
 }
 
 
@@ -54,6 +60,49 @@ def _peak_rss_mb() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _jvm_peak_mb(spark) -> float:
+    """Peak resident memory of the Spark driver's JVM (local mode: the executors too)."""
+    try:
+        pid = spark.sparkContext._gateway.proc.pid
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (AttributeError, OSError):
+        pass
+    return float("nan")
+
+
+def _child_spark(flights_url: str, airports_url: str, output: str, months: list[int], master: str) -> dict:
+    """One measured Spark run in this (fresh) process: session start and acquisition timed apart."""
+    import time
+
+    from mlflow_governance.acquisition import spark_engine
+    from mlflow_governance.acquisition.pipeline import use_system_allocator
+
+    use_system_allocator()
+    rss_after_imports = _peak_rss_mb()
+    scratch = Path(tempfile.mkdtemp(prefix="mlgov-bench-spark-"))
+    try:
+        begun = time.perf_counter()
+        _, jars = spark_engine.driver_jars([flights_url, airports_url])
+        spark = spark_engine.new_session(master, jars, scratch)
+        startup = time.perf_counter() - begun
+        try:
+            started = time.perf_counter()
+            result = spark_engine.acquire(flights_url, airports_url, months, output, spark=spark)
+            seconds = time.perf_counter() - started
+            jvm = _jvm_peak_mb(spark)
+            slots = spark.sparkContext.defaultParallelism
+        finally:
+            spark.stop()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return {"rows": result.rows, "seconds": seconds, "startup_seconds": startup, "peak_mb": _peak_rss_mb() + jvm,
+            "imports_mb": rss_after_imports, "paths": result.readers, "slots": slots,
+            "partitions": {role: result.sources[role]["notes"][0] for role in ("flights", "airports")}}
 
 
 def _child(approach: str, flights_url: str, airports_url: str, output: str, months: list[int]) -> dict:
@@ -89,9 +138,9 @@ def _child(approach: str, flights_url: str, airports_url: str, output: str, mont
     return {"rows": rows, "seconds": seconds, "peak_mb": peak, "imports_mb": rss_after_imports, "paths": paths}
 
 
-def _measure(approach: str, flights_url: str, airports_url: str, output: Path, months: list[int]) -> dict:
+def _measure(approach: str, flights_url: str, airports_url: str, output: Path, months: list[int], master: str) -> dict:
     cmd = [sys.executable, __file__, "--child", approach, "--flights-url", flights_url, "--airports-url", airports_url,
-           "--output", str(output), "--months", ",".join(map(str, months))]
+           "--output", str(output), "--months", ",".join(map(str, months)), "--spark-master", master]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"{approach} failed:\n{proc.stderr}")
@@ -117,15 +166,26 @@ def main() -> None:
     parser.add_argument("--months", default="1,2,3,4,5,6,7,8,9,10,11,12")
     parser.add_argument("--pg-admin-url", default=os.environ.get(
         "MLGOV_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument("--spark-master", default="local[*]", help="Spark master of the Spark approach")
+    parser.add_argument("--no-spark", action="store_true", help="leave out the Spark approach")
     parser.add_argument("--child", choices=sorted(APPROACHES), help=argparse.SUPPRESS)
     parser.add_argument("--flights-url", help=argparse.SUPPRESS)
     parser.add_argument("--airports-url", help=argparse.SUPPRESS)
     parser.add_argument("--output", help=argparse.SUPPRESS)
     args = parser.parse_args()
     months = [int(m) for m in args.months.split(",")]
+    if args.child == "spark":
+        print(json.dumps(_child_spark(args.flights_url, args.airports_url, args.output, months, args.spark_master)))
+        return
     if args.child:
         print(json.dumps(_child(args.child, args.flights_url, args.airports_url, args.output, months)))
         return
+    approaches = dict(APPROACHES)
+    import importlib.util
+
+    if args.no_spark or importlib.util.find_spec("pyspark") is None:
+        approaches.pop("spark")
+        print("the Spark approach is left out (--no-spark, or pyspark is not installed)", file=sys.stderr)
 
     import sqlalchemy as sa
 
@@ -143,19 +203,19 @@ def main() -> None:
         report = seed(flights_url, airports_url, months)
         print(f"seeded {sum(report.tables['flights'].values()):,} flights into SQLite ({report.loaders['flights']}) "
               f"and their airports into PostgreSQL ({report.loaders['airports']})", file=sys.stderr)
-        results: dict[str, list[dict]] = {a: [] for a in APPROACHES}
+        results: dict[str, list[dict]] = {a: [] for a in approaches}
         for i in range(args.runs):  # interleaved, so background load hits every approach alike
-            for approach in APPROACHES:
+            for approach in approaches:
                 out = workdir / f"{approach}.parquet"
-                results[approach].append(_measure(approach, flights_url, airports_url, out, months))
+                results[approach].append(_measure(approach, flights_url, airports_url, out, months, args.spark_master))
                 print(f"run {i + 1}/{args.runs} {approach}: {results[approach][-1]['seconds']:.2f}s", file=sys.stderr)
-        same = all(_same_rows(workdir / "naive.parquet", workdir / f"{a}.parquet") for a in ("arrow", "sqlalchemy"))
+        same = all(_same_rows(workdir / "naive.parquet", workdir / f"{a}.parquet") for a in approaches if a != "naive")
         print(f"\n{platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}; "
               f"{len(months)} months; median of {args.runs} runs, each in a fresh process; outputs identical: {same}\n")
         print("| approach | flights / airports path | rows | seconds | rows/s | peak RSS (MB) | after imports (MB) |")
         print("|---|---|---:|---:|---:|---:|---:|")
         naive_rate = None
-        for approach, label in APPROACHES.items():
+        for approach, label in approaches.items():
             runs = results[approach]
             seconds = statistics.median(r["seconds"] for r in runs)
             rate = runs[0]["rows"] / seconds
@@ -164,6 +224,12 @@ def main() -> None:
             print(f"| {label} | {paths} | {runs[0]['rows']:,} | {seconds:.2f} | {rate:,.0f} ({rate / naive_rate:.1f}x) "
                   f"| {statistics.median(r['peak_mb'] for r in runs):.0f} | "
                   f"{statistics.median(r['imports_mb'] for r in runs):.0f} |")
+        if "spark" in results:
+            runs = results["spark"]
+            print(f"\nSpark session start (not in the seconds above): median "
+                  f"{statistics.median(r['startup_seconds'] for r in runs):.2f} s on {args.spark_master} "
+                  f"({runs[0]['slots']} task slots); partitions: {runs[0]['partitions']}; "
+                  "Spark's peak RSS is the Python process plus the JVM")
     finally:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
