@@ -19,6 +19,7 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import argparse
+import math
 
 import click
 
@@ -27,6 +28,11 @@ from mlflow_governance.pipeline import STEPS, PipelineParams, StepFailed, run_pi
 
 PROJECT = pathlib.Path(__file__).resolve().parents[1]
 TRUE, FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off", ""}
+
+
+def bad_input(message: str) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(2)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -42,11 +48,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     quick = args.quick.strip().lower()
     if quick not in TRUE | FALSE:
-        parser.error(f"quick must be true or false, not {args.quick!r}")
+        bad_input(f"quick must be true or false, not {args.quick!r}")
     try:
         wait_seconds = float(args.wait_seconds)
     except ValueError:
-        parser.error(f"wait_seconds must be a number of seconds, not {args.wait_seconds!r}")
+        wait_seconds = math.nan
+    if not math.isfinite(wait_seconds) or wait_seconds < 0:
+        bad_input(f"wait_seconds must be a number of seconds, 0 or more, not {args.wait_seconds!r}")
     params = PipelineParams(
         model=args.model.strip(), flights_url=args.flights_url, airports_url=args.airports_url, months=args.months,
         validation_data=args.validation_data, validation_config=args.validation_config,

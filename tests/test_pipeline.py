@@ -26,7 +26,7 @@ from mlflow_governance import pipeline
 from mlflow_governance import workflow as wf
 from mlflow_governance.client import GovernanceClient
 from mlflow_governance.sidecar import schema
-from tests.conftest import acting, free_port, unique
+from tests.conftest import acting, unique
 from tests.governance_helpers import new_version, step, walk_model_to, walk_version_to
 
 REPO = Path(__file__).resolve().parents[1]
@@ -281,18 +281,57 @@ def test_a_step_that_does_not_move_the_stage_is_an_error(sqlite_registry, tmp_pa
     assert launched == [("acquire", "erin", name)]
 
 
-def test_against_a_server_one_pipeline_cannot_act_as_several_people(tmp_path):
-    """Refused in one line (exit 3) before the server is even asked."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLGOV_"))}
-    env.update(MLFLOW_TRACKING_URI=f"http://127.0.0.1:{free_port()}", MLFLOW_TRACKING_USERNAME="erin",
-               MLFLOW_TRACKING_PASSWORD="not-used-here-1")
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "projects" / "pipeline.py"), "--model", "m", "--data-engineer", "erin",
-         "--developer", "devi"], env=env, capture_output=True, text=True, timeout=120,
-    )
-    assert proc.returncode == 3, proc.stderr
-    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("Error: against a governance server")
-    assert "cannot act as devi, erin: run the stage entry points" in proc.stderr
+def test_against_a_governance_server_the_pipeline_acts_only_as_the_signed_in_user(acquisition_sources, tmp_path):
+    """Several people: refused in one line (exit 3) before any sub-run; one person: their steps run."""
+    from mlflow_governance.rest_client import RestGovernance
+    from tests.servers import mlflow_server
+
+    admin_password = "admin-" + os.urandom(8).hex()
+    secrets = {user: f"{user}-" + os.urandom(8).hex() for user in ("olivia", "adam", "erin")}
+    server_env = {"MLGOV_ADMIN_PASSWORD": admin_password, "MLGOV_ADMIN": "admin",
+                  "MLFLOW_FLASK_SERVER_SECRET_KEY": os.urandom(16).hex()}
+    backend = f"sqlite:///{tmp_path / 'server.db'}"
+    with mlflow_server(tmp_path, backend, "governed-" + backend, app_name="governance", env=server_env) as url:
+        admin = RestGovernance(url, "admin", admin_password)
+        for user, role in (("olivia", wf.MODEL_OWNER), ("adam", wf.MODEL_APPROVER), ("erin", wf.MODEL_DATA_ENGINEER)):
+            admin.add_user(user, secrets[user])
+            admin.grant(user, role)
+        name = unique("remote")
+        RestGovernance(url, "olivia", secrets["olivia"]).initiate(name, "delay prediction", "high", None)
+        RestGovernance(url, "adam", secrets["adam"]).transition(name, "approve", None, {}, None)
+
+        env = {k: v for k, v in pipeline_env().items() if not k.startswith(("MLFLOW_", "MLGOV_"))}
+        env.update(MLFLOW_TRACKING_URI=url, MLFLOW_TRACKING_USERNAME="erin", MLFLOW_TRACKING_PASSWORD=secrets["erin"],
+                   MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false")
+        several = subprocess.run([sys.executable, str(REPO / "projects" / "pipeline.py"), f"--model={name}",
+                                  "--data-engineer=erin", "--developer=devi"],
+                                 env=env, capture_output=True, text=True, timeout=120)
+        assert several.returncode == 3, several.stderr
+        assert several.stderr == (
+            f"Error: against a governance server ({url}) each person signs in with their own credentials, so the "
+            "pipeline cannot act as devi, erin: run the stage entry points (mlflow run . -e acquire / train / "
+            "validate / monitor) as each person, or give the pipeline only the steps of the user whose "
+            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD are set\n")
+
+        common = [f"model={name}", f"flights_url={acquisition_sources.sqlite_url}",
+                  f"airports_url={acquisition_sources.pg_url}", "months=1"]
+        alone = subprocess.run(pipeline_command(*common), env=env, capture_output=True, text=True, timeout=600)
+        assert alone.returncode == 0, alone.stderr[-3000:]
+        assert lines(alone)[0].startswith(f"acquire as erin: {name} Data Acquisition -> Data Acquisition Completed")
+        assert lines(alone)[1].startswith("waiting for the ModelOwner: ")
+        owner = RestGovernance(url, "olivia", secrets["olivia"])
+        assert [(r["actor"], r["action"]) for r in owner.audit(name, None) if r["from_stage"] == wf.DATA_ACQUISITION] \
+            == [("erin", "submit")]
+
+
+@pytest.mark.parametrize("params, message", [
+    (("model=m", "quick=maybe"), "quick must be true or false, not 'maybe'"),
+    (("model=m", "wait_seconds=soon"), "wait_seconds must be a number of seconds, 0 or more, not 'soon'"),
+    (("model= ",), "model must not be empty"),
+])
+def test_bad_parameters_are_one_line(params, message, sqlite_registry):
+    proc = run_script(*params)
+    assert proc.returncode == 2 and proc.stderr == f"Error: {message}\n", proc.stderr
 
 
 def test_conda_env_installs_this_project_on_a_python_it_supports():
