@@ -250,10 +250,15 @@ class Pipeline:
             return None
         from mlflow.environment_variables import MLFLOW_TRACKING_USERNAME
 
+        from mlflow_governance.rest_client import credentials_problem
+
         username = MLFLOW_TRACKING_USERNAME.get()
+        if not username:
+            raise MlflowException(f"{credentials_problem(None, None)} (registry {self.client.registry_uri})",
+                                  error_code=UNAUTHENTICATED)
         named = sorted({u for u in self.params.users.values() if u})
-        if not username or any(u != username for u in named):
-            who = ", ".join(named) or "several people"
+        if any(u != username for u in named):
+            who = ", ".join(named)
             raise MlflowException(
                 f"against a governance server ({self.client.registry_uri}) each person signs in with their own "
                 f"credentials, so the pipeline cannot act as {who}: run the stage entry points (mlflow run . -e "
