@@ -105,6 +105,21 @@ def test_left_join_and_unmatched_keys_like_the_stream_engine(spark, acquisition_
     _same_profile(result.profile, stream.profile)
 
 
+def test_staging_on_shared_storage_is_emptied_after_the_merge(spark, acquisition_sources, tmp_path):
+    """--spark-staging: the part files go under a URI the cluster and the driver both open, then away."""
+    from mlflow_governance.acquisition.pipeline import acquire
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    urls = (acquisition_sources.pg_url, acquisition_sources.sqlite_url)
+    acquire(*urls, [1], tmp_path / "stream.parquet")
+    spark_engine.acquire(*urls, [1], tmp_path / "spark.parquet", spark=spark, staging=shared.as_uri())
+    assert pq.read_table(tmp_path / "spark.parquet").equals(pq.read_table(tmp_path / "stream.parquet"))
+    assert list(shared.iterdir()) == []
+    with pytest.raises(AcquisitionError, match="staging location nowhere://x cannot be opened here"):
+        spark_engine.check(*urls, "local[2]", staging="nowhere://x")
+
+
 def _refused(spark, tmp_path, match, flights_url, airports_url, months=(1,), spec=None):
     out = tmp_path / "out" / "training.parquet"
     out.parent.mkdir(exist_ok=True)

@@ -80,10 +80,14 @@ def driver_jars(urls: Sequence[str], extra: Sequence[str | Path] = ()) -> tuple[
     return sources, jars
 
 
-def check(flights_url: str, airports_url: str, master: str, jars: Sequence[str | Path] = ()) -> str:
-    """Everything the spark engine needs besides the sources: pyspark, Java, the master URL, the drivers."""
+def check(flights_url: str, airports_url: str, master: str, jars: Sequence[str | Path] = (),
+          staging: str | None = None) -> str:
+    """Everything the spark engine needs besides the sources: pyspark, Java, the master URL, the
+    drivers, the staging location. Returns the master URL."""
     master = check_master(master)
     driver_jars([flights_url, airports_url], jars)
+    if staging:
+        _staging(staging, Path(tempfile.gettempdir()))
     check_runtime()
     return master
 

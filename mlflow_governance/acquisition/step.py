@@ -109,7 +109,7 @@ def run_acquisition(
             raise MlflowException(f"--reader {reader} chooses the stream engine's readers; the spark engine reads "
                                   "over JDBC (leave --reader at auto)", error_code=INVALID_PARAMETER_VALUE)
         spark_master = spark_engine.check(flights_url, airports_url, spark_master or spark_engine.DEFAULT_MASTER,
-                                          jdbc_jars)
+                                          jdbc_jars, spark_staging)
     # Bad input (connections, tables, columns, names) is refused before any run or experiment exists.
     check_sources(flights_url, airports_url, months, requested, spec,
                   reader=reader, chunk_rows=chunk_rows, force=force)
