@@ -50,6 +50,16 @@ _SPARK_TYPES = {pa.int64(): "BIGINT", pa.int32(): "INT", pa.float64(): "DOUBLE",
                 pa.string(): "STRING", pa.date32(): "DATE", pa.timestamp("us"): "TIMESTAMP_NTZ"}
 
 
+_LOG4J = """rootLogger.level = error
+rootLogger.appenderRef.stderr.ref = stderr
+appender.stderr.type = Console
+appender.stderr.name = stderr
+appender.stderr.target = SYSTEM_ERR
+appender.stderr.layout.type = PatternLayout
+appender.stderr.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n
+"""
+
+
 def check_master(master: str) -> str:
     """A Spark master URL, or a clear error."""
     master = (master or "").strip() or DEFAULT_MASTER
@@ -130,7 +140,11 @@ def _start(master: str, jars: Sequence[Path], scratch: Path, shuffle_partitions:
 
     from pyspark.sql import SparkSession
 
-    java_options = f"-Djava.io.tmpdir={scratch} -Dderby.system.home={scratch} -XX:-UsePerfData"
+    scratch.mkdir(parents=True, exist_ok=True)
+    logging = scratch / "log4j2.properties"  # errors only, on stderr: no start-up chatter in the CLI's output
+    logging.write_text(_LOG4J, encoding="utf-8")
+    java_options = (f"-Djava.io.tmpdir={scratch} -Dderby.system.home={scratch} -XX:-UsePerfData "
+                    f"-Dlog4j2.configurationFile={logging.as_uri()}")
     builder = (
         SparkSession.builder.master(master).appName("mlgov-acquire")
         .config("spark.jars", ",".join(str(j) for j in jars))
