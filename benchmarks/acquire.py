@@ -183,9 +183,13 @@ def main() -> None:
     approaches = dict(APPROACHES)
     import importlib.util
 
-    if args.no_spark or importlib.util.find_spec("pyspark") is None:
+    from mlflow_governance.acquisition import jdbc
+
+    jars = all((jdbc.JAR_DIRECTORY / jdbc.DRIVERS[b].jar_names[0]).is_file() for b in ("postgresql", "sqlite"))
+    if args.no_spark or importlib.util.find_spec("pyspark") is None or not jars:
         approaches.pop("spark")
-        print("the Spark approach is left out (--no-spark, or pyspark is not installed)", file=sys.stderr)
+        print("the Spark approach is left out (--no-spark, or pyspark or the JDBC drivers are not installed: "
+              "pip install -e '.[spark]', make spark-jdbc)", file=sys.stderr)
 
     import sqlalchemy as sa
 
