@@ -512,3 +512,16 @@ def test_two_workers_deliver_each_event_once_in_order(two_worker_server, monkeyp
         rec.wait_for(len(expected), timeout=60)
         _quiet(rec, model, len(expected))
         assert [d.data for d in _mine(rec, model)] == expected and all(d.signed for d in rec.received())
+
+
+def test_mlgov_events_deliver_clears_a_backlog_larger_than_one_pass(sqlite_registry, tmp_path):
+    """One pass fans out at most 200 events; `mlgov events deliver` goes on until the backlog is gone."""
+    client = GovernanceClient()
+    with acting("olivia"):
+        while len(client.events(0, 10000)) <= 230:
+            client.initiate(unique("backlog"), "many models at once", "low")
+    p = subprocess.run([str(Path(sys.executable).parent / "mlgov"), "events", "deliver"],
+                       env={**os.environ, "MLGOV_USER": "admin"}, capture_output=True, text=True, cwd=tmp_path,
+                       timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert delivery.status(governed_store())["undispatched"] == 0, p.stdout

@@ -62,6 +62,9 @@ def events_status(as_json: bool) -> None:
         _print_status(status)
 
 
+MAX_PASSES = 1000  # a bound, not a limit one meets: each pass fans out up to 200 events
+
+
 @events_group.command("deliver")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="Configuration file (MLFLOW_WEBHOOK_* settings); default $MLGOV_CONFIG.")
@@ -85,11 +88,19 @@ def events_deliver(config_file: str | None, watch: bool) -> None:
         )
     deliverer = delivery.Deliverer(client.backend.store)
     while True:
-        result = deliverer.run_once()
-        if result.fanned_out or result.delivered or result.failed or result.skipped:
-            click.echo(f"delivered {result.delivered}, failed {result.failed}, skipped {result.skipped}")
-        for error in result.errors:
-            click.echo(f"Error: {error}", err=True)
+        # One pass fans out at most a batch of events: go on while passes make progress, so a
+        # backlog is delivered in one call (rows that failed wait for their retry time).
+        fanned = delivered = failed = skipped = 0
+        for _ in range(MAX_PASSES):
+            result = deliverer.run_once()
+            fanned, delivered = fanned + result.fanned_out, delivered + result.delivered
+            failed, skipped = failed + result.failed, skipped + result.skipped
+            for error in result.errors:
+                click.echo(f"Error: {error}", err=True)
+            if result.errors or not (result.fanned_out or result.delivered or result.skipped):
+                break
+        if fanned or delivered or failed or skipped:
+            click.echo(f"delivered {delivered}, failed {failed}, skipped {skipped}")
         if not watch:
             break
         try:
