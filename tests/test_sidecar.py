@@ -297,6 +297,32 @@ def test_status_health_and_metrics(served, rows):
     assert "mlgov_sidecar_spool_rows" in text
 
 
+def test_keep_alive_clients_starting_together_are_spread_over_both_workers(served):
+    """Eight connections opened at once: each worker holds some (a keep-alive client stays on the
+    worker that accepted it; gunicorn's own gthread worker often took all eight, leaving one core idle)."""
+    import http.client
+
+    registry, sidecar = served
+    port = int(sidecar.url.rsplit(":", 1)[1])
+    connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(8)]
+    try:
+        for conn in connections:
+            conn.connect()
+        pids = []
+        for conn in connections:
+            conn.request("GET", "/status")
+            response = conn.getresponse()
+            assert response.status == 200
+            pids.append(json.loads(response.read())["worker_pid"])
+        for conn in connections:  # the same connection stays with its worker
+            conn.request("GET", "/status")
+            assert json.loads(conn.getresponse().read())["worker_pid"] == pids[connections.index(conn)]
+    finally:
+        for conn in connections:
+            conn.close()
+    assert len(set(pids)) == 2, f"all eight connections went to one worker: {pids}"
+
+
 # --- the gate --------------------------------------------------------------------------------------
 
 

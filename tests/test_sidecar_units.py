@@ -374,3 +374,23 @@ def test_request_ids_are_unique_time_ordered_uuids():
         parsed = uuid.UUID(hex=rid)
         assert parsed.hex == rid and parsed.version == 7 and parsed.variant == uuid.RFC_4122
         assert abs(int(rid[:12], 16) / 1000 - time.time()) < 5
+
+
+def test_a_worker_leaves_a_new_connection_to_a_live_worker_with_fewer():
+    from mlflow_governance.sidecar import worker
+
+    table = [0.0] * (worker.SLOTS * worker.FIELDS)
+
+    def put(slot, pid, conns, beat):
+        table[slot * worker.FIELDS:(slot + 1) * worker.FIELDS] = [pid, conns, beat]
+
+    now = 1000.0
+    put(1, 101, 4, now)
+    assert not worker.fewer_elsewhere(table, 1, 4, now)  # alone: nobody to leave it to
+    put(2, 102, 4, now - 0.5)
+    assert not worker.fewer_elsewhere(table, 1, 4, now)  # as many: no deferring
+    assert worker.fewer_elsewhere(table, 1, 5, now)  # one more than the other: defer
+    put(2, 102, 0, now - worker.STALE_SECONDS - 1)
+    assert not worker.fewer_elsewhere(table, 1, 5, now)  # the other stopped refreshing: not live
+    put(3, 0, 0, now)
+    assert not worker.fewer_elsewhere(table, 1, 5, now)  # a forgotten slot (pid 0) is nobody

@@ -119,9 +119,17 @@ def worker_exit(server: Any, worker: Any) -> None:
 
 
 def child_exit(server: Any, worker: Any) -> None:
+    from mlflow_governance.sidecar import worker as balanced
     from mlflow_governance.sidecar.metrics import mark_dead
 
     mark_dead(worker.pid)
+    balanced.forget(worker.pid)
+
+
+def on_starting(server: Any) -> None:
+    from mlflow_governance.sidecar import worker as balanced
+
+    balanced.create_table()
 
 
 def when_ready(server: Any) -> None:
@@ -184,7 +192,8 @@ def gunicorn_command(server: ServerOptions) -> list[str]:
     """The gunicorn command line of the sidecar (gunicorn of this interpreter's environment)."""
     binary = Path(sys.executable).parent / "gunicorn"
     base = [str(binary)] if binary.exists() else [sys.executable, "-m", "gunicorn"]
-    worker = ["--worker-class", "gthread", "--threads", str(server.threads)] if server.threads > 1 else \
+    worker = ["--worker-class", "mlflow_governance.sidecar.worker.BalancedThreadWorker", "--threads",
+              str(server.threads)] if server.threads > 1 else \
         ["--worker-class", "sync"]
     return [
         *base,
