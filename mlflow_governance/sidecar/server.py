@@ -17,7 +17,9 @@ As gunicorn's configuration module it provides the hooks:
   requests per second; ``post_worker_init`` applies threadpoolctl's ``threadpool_limits(1)``
   too, for libraries already loaded;
 * ``worker_exit``: flush the worker's payload writer (to the database, else to its spool);
-* ``child_exit`` (in the master): mark the worker's Prometheus files dead;
+* ``on_starting`` (in the master, before the fork): the connection table of the workers
+  (`mlflow_governance.sidecar.worker`, which spreads keep-alive connections over them);
+* ``child_exit`` (in the master): mark the worker's Prometheus files dead and free its slot there;
 * ``when_ready``: a master thread that stops gunicorn if ``mlgov serve`` itself dies.
 
 Importing this module is cheap (the gunicorn master imports it): no NumPy, Flask or MLflow.
