@@ -51,6 +51,12 @@ def production_registry(production_model, tmp_path, monkeypatch):
     copy = replace(production_model, db_path=db, tracking_uri=f"sqlite:///{db}", registry_uri=f"governed-sqlite:///{db}")
     for key, value in copy.env().items():
         monkeypatch.setenv(key, value)
+    # The monitor's experiment, made here with its artifacts under the test's directory: created by
+    # an in-process evaluation it would get MLflow's default root, ./mlruns of the project checkout.
+    from mlflow import MlflowClient
+
+    MlflowClient(copy.tracking_uri).create_experiment(f"{copy.model}-monitoring",
+                                                      artifact_location=(tmp_path / "mlruns").as_uri())
     return copy
 
 
