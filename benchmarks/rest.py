@@ -19,7 +19,9 @@ Calls, each checked for its HTTP status (and, for the approval, the stage it lea
   the ModelDataEngineer fills the Data Acquisition step's first field on one model, a new value
   each time) and an approval (``POST .../models/transition`` action ``approve``: the
   ModelApprover approves a candidacy; a candidacy is approved once, so one model per request is
-  put in Candidacy Review by the ModelOwner beforehand, outside the timed section).
+  put in Candidacy Review by the ModelOwner beforehand, outside the timed section; the timing
+  starts once the server has fanned out the governance events of that set-up, which its delivery
+  thread would otherwise do during the first timed cells).
 
 Where authentication exists, the calls are made as non-admin users created through
 ``/api/2.0/mlflow/users/create``: the reader/writer holds an explicit EDIT permission on the
@@ -272,8 +274,23 @@ def prepare(server: Server, candidates: int, concurrency: int) -> str:
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(lambda i: call_ok(server, OWNER, "POST", f"{GOV}/models/initiate",
                                         {"model": candidate(i), **initiate}), range(candidates)))
+    prepared = time.perf_counter() - started
+    settled = settle_events(server)
     return (f"{candidates} models put in {wf.CANDIDACY_REVIEW} beforehand for the approvals "
-            f"({time.perf_counter() - started:.0f} s, untimed)")
+            f"({prepared:.0f} s, untimed); then {settled:.0f} s until the server had fanned out their "
+            "governance events (its delivery thread would otherwise compete with the timed requests)")
+
+
+def settle_events(server: Server, timeout: float = 300.0) -> float:
+    """Wait until the governance server has no event left to fan out or deliver; seconds waited."""
+    started = time.monotonic()
+    while True:
+        status = call_ok(server, ADMIN, "GET", f"{GOV}/events/status", {})
+        if not status.get("undispatched") and not status.get("undelivered"):
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            raise RuntimeError(f"governance events not delivered after {timeout:g}s: {status}")
+        time.sleep(0.5)
 
 
 def candidate(i: int) -> str:

@@ -252,30 +252,38 @@ class Deliverer:
     # -- fan-out ---------------------------------------------------------------------------
 
     def fan_out(self, result: PassResult) -> None:
+        """Give each new event (oldest first) its delivery rows, in one transaction for the batch."""
         e = events_table
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(e).where(e.c.fanned_out.is_(False)).order_by(e.c.seq).limit(_BATCH)).all()
+        planned: list[tuple[Event, list[tuple[str, str]]]] = []
+        failed = None
         for row in rows:
             event = Event.from_row(row)
             try:
-                targets = [(sink.name, t) for sink in self.sinks.values() for t in sink.targets(event)]
+                planned.append((event, [(sink.name, t) for sink in self.sinks.values() for t in sink.targets(event)]))
             except Exception as exc:  # noqa: BLE001 - e.g. webhook secrets this process cannot decrypt
-                self.last_error = f"listing the targets of event {event.seq} failed: {type(exc).__name__}: {exc}"
-                result.errors.append(self.last_error)
-                log.error("%s (events wait until it works; MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY must be the same "
-                          "in every process)", self.last_error)
-                return  # in order: the later events wait for this one
+                failed = f"listing the targets of event {event.seq} failed: {type(exc).__name__}: {exc}"
+                break  # in order: the later events wait for this one
+        if planned:
             now = _now_ms()
             with self.engine.begin() as conn:
-                won = conn.execute(e.update().where(e.c.seq == event.seq, e.c.fanned_out.is_(False))
-                                   .values(fanned_out=True)).rowcount
-                if won == 1 and targets:
-                    conn.execute(deliveries.insert(), [
-                        {"event_seq": event.seq, "sink": sink, "target": target, "state": PENDING,
-                         "delivery_id": str(uuid.uuid4()), "attempts": 0, "next_attempt_at": now}
-                        for sink, target in targets
-                    ])
-            result.fanned_out += int(won == 1)
+                for event, targets in planned:
+                    won = conn.execute(e.update().where(e.c.seq == event.seq, e.c.fanned_out.is_(False))
+                                       .values(fanned_out=True)).rowcount
+                    if won == 1 and targets:
+                        conn.execute(deliveries.insert(), [
+                            {"event_seq": event.seq, "sink": sink, "target": target, "state": PENDING,
+                             "delivery_id": str(uuid.uuid4()), "attempts": 0, "next_attempt_at": now}
+                            for sink, target in targets
+                        ])
+                    result.fanned_out += int(won == 1)
+        if failed is not None:
+            self.last_error = failed
+            result.errors.append(failed)
+            log.error("%s (events wait until it works; MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY must be the same "
+                      "in every process)", failed)
+            return
         self.last_error = None
 
     def _first_unfanned(self) -> int | None:
@@ -452,6 +460,12 @@ def status(store: Any, details: bool = True, sinks: Iterable[Sink] | None = None
 # --- in the governance server -----------------------------------------------------------------
 
 
+#: After a wake, how long the delivery thread waits for more commits before its pass: a burst of
+#: governance actions is fanned out in one pass (one transaction) instead of one pass per action,
+#: which would compete with the requests for the worker's CPU and the database's write lock.
+SETTLE_SECONDS = 0.25
+
+
 class DeliveryThread(threading.Thread):
     """A daemon thread that runs passes every MLGOV_EVENTS_POLL_SECONDS, and at once when this
     process commits events (`events.subscribe`)."""
@@ -483,8 +497,10 @@ class DeliveryThread(threading.Thread):
                     self.deliverer.run_once()
                 except Exception:  # noqa: BLE001 - a database outage: try again at the next pass
                     log.exception("governance event delivery pass failed; trying again")
-                self._wake.wait(ev.MLGOV_EVENTS_POLL_SECONDS.get())
+                woken = self._wake.wait(ev.MLGOV_EVENTS_POLL_SECONDS.get())
                 self._wake.clear()
+                if woken:  # a commit of this process: let the rest of a burst join the same pass
+                    self._stopping.wait(SETTLE_SECONDS)
         finally:
             events.unsubscribe(self.wake)
 

@@ -321,8 +321,9 @@ MLGOV_ALLOWED_ORIGINS = _ListEnvironmentVariable(
 )
 MLGOV_AUTH_CACHE_SECONDS = _EnvironmentVariable(
     "MLGOV_AUTH_CACHE_SECONDS", seconds, 60,
-    description="How long a worker trusts a password it has checked (keyed by the stored hash as well, so a changed "
-    "password or a deleted user is refused at once); 0 checks every request",
+    description="How long a worker trusts a password it has checked and what it read of MLflow's permissions (a "
+    "change made through the server is seen by every worker on the next request; this bounds one made behind its "
+    "back); 0 checks every request",
 )
 MLGOV_SESSION_SECONDS = _EnvironmentVariable(
     "MLGOV_SESSION_SECONDS", count, 28800,

@@ -89,6 +89,19 @@ signin_failures = sa.Table(
 )
 
 
+# One row of counters the governance server's workers read once per request
+# (`mlflow_governance.server.auth_state`): a worker trusts what it remembered of a password check,
+# a lock-out check or MLflow's permission store only while the counter it depends on is unchanged.
+auth_counters = sa.Table(
+    "mlgov_auth_counters",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("credentials", sa.BigInteger, nullable=False),  # a user's password, admin flag or existence
+    sa.Column("grants", sa.BigInteger, nullable=False),  # any write to MLflow's auth store
+    sa.Column("failures", sa.BigInteger, nullable=False),  # a failed sign-in (the lock-out)
+)
+
+
 # The governance events (`mlflow_governance.events`): an outbox written in the same transaction as
 # the change it describes, so a row exists exactly when the change committed. ``seq`` follows the
 # commit order (governance writers are serialized by the audit head's lock); ``fanned_out`` turns
@@ -140,15 +153,17 @@ event_deliveries = sa.Table(
 
 
 def create_all(engine: sa.engine.Engine) -> None:
-    """Create the governance tables and the audit head if missing (safe to call concurrently)."""
+    """Create the governance tables, the audit head and the auth counters if missing (safe to call concurrently)."""
     try:
         metadata.create_all(engine, checkfirst=True)
     except sa.exc.DBAPIError:
         # Another process created them between the check and the CREATE: check again.
         metadata.create_all(engine, checkfirst=True)
-    try:
-        with engine.begin() as conn:
-            if conn.execute(sa.select(audit_head.c.id).where(audit_head.c.id == 1)).first() is None:
-                conn.execute(audit_head.insert().values(id=1, seq=0, hash="0" * 64))
-    except sa.exc.IntegrityError:
-        pass  # another process created it first
+    for table, row in ((audit_head, {"seq": 0, "hash": "0" * 64}),
+                       (auth_counters, {"credentials": 0, "grants": 0, "failures": 0})):
+        try:
+            with engine.begin() as conn:
+                if conn.execute(sa.select(table.c.id).where(table.c.id == 1)).first() is None:
+                    conn.execute(table.insert().values(id=1, **row))
+        except sa.exc.IntegrityError:
+            pass  # another process created it first

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
+from flask import g, has_request_context, request
 from mlflow.entities.model_registry.model_version_stages import (
     DEFAULT_STAGES_FOR_GET_LATEST_VERSIONS,
     STAGE_PRODUCTION,
@@ -51,6 +52,7 @@ T = TypeVar("T")
 CURRENT_SESSION: contextvars.ContextVar[Session | None] = contextvars.ContextVar("mlgov_session", default=None)
 
 SCHEME_PREFIX = "governed-"
+_REGISTERED_MODEL_READS = "_mlgov_registered_model_reads"  # on flask.g, in a read-only request
 
 
 def strip_scheme(uri: str) -> str:
@@ -210,6 +212,20 @@ class GovernedSqlAlchemyStore(SqlAlchemyStore):
         return e is not None and e.governed
 
     # --- registered models -----------------------------------------------------------------
+
+    def get_registered_model(self, name):
+        """MLflow's read, answered once per read-only request.
+
+        On a GET, MLflow's permission check reads the model (to tell a prompt from a model) and
+        then its handler reads it again: the second read is the first one's answer. Only in a
+        GET or HEAD request (which writes nothing) and only for that request (``flask.g``);
+        governance decisions never use it (they read in their own transaction)."""
+        if not has_request_context() or request.method not in ("GET", "HEAD") or CURRENT_SESSION.get() is not None:
+            return super().get_registered_model(name)
+        memo = g.setdefault(_REGISTERED_MODEL_READS, {})
+        if name not in memo:  # a refusal (no such model) is not kept: it is raised each time
+            memo[name] = super().get_registered_model(name)
+        return memo[name]
 
     def create_registered_model(self, name, tags=None, description=None, deployment_job_id=None):
         self._refuse_governance_tags([t.key for t in tags or []], name)

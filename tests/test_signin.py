@@ -96,6 +96,61 @@ def test_a_revoked_role_cannot_act(server):
         assert wf.MODEL_OWNER in r.json()["message"]
 
 
+def _permission(url: str, action: str, user: str, model: str, permission: str | None = None) -> None:
+    body = {"username": user, "resource_type": "registered_model", "resource_id": model}
+    if permission is not None:
+        body["permission"] = permission
+    r = requests.post(f"{url}/api/3.0/mlflow/users/permissions/{action}", json=body,
+                      auth=("admin", ADMIN_PASSWORD), timeout=30)
+    assert r.status_code == 200, r.text
+
+
+def model_reads(url: str, user: str, password: str, model: str, n: int = REQUESTS) -> list[int]:
+    """Status codes of ``n`` reads of ``model``, each on a new connection."""
+    return [requests.get(f"{url}/api/2.0/mlflow/registered-models/get", params={"name": model},
+                         auth=(user, password), timeout=30, headers={"Connection": "close"}).status_code
+            for _ in range(n)]
+
+
+def test_a_changed_model_permission_holds_on_the_very_next_request(server):
+    """MLflow's permission reads are remembered per worker, but a grant or a revocation made through
+    either worker holds in both on the next request (the cache is 300 s here)."""
+    url, _ = server
+    admin(url).add_user("vera", "vera-password-1")
+    r = requests.post(f"{url}/api/2.0/mlflow/registered-models/create", json={"name": "signin-perm-model"},
+                      auth=("admin", ADMIN_PASSWORD), timeout=30)
+    assert r.status_code == 200, r.text
+    assert model_reads(url, "vera", "vera-password-1", "signin-perm-model") == [200] * REQUESTS
+    _permission(url, "grant", "vera", "signin-perm-model", "DENY")
+    assert model_reads(url, "vera", "vera-password-1", "signin-perm-model") == [403] * REQUESTS
+    _permission(url, "revoke", "vera", "signin-perm-model")
+    assert model_reads(url, "vera", "vera-password-1", "signin-perm-model") == [200] * REQUESTS
+
+
+def test_a_revoked_admin_flag_holds_on_the_very_next_request(server):
+    url, _ = server
+    admin(url).add_user("wren", "wren-password-1")
+
+    def set_admin(flag: bool) -> None:
+        r = requests.patch(f"{url}/api/2.0/mlflow/users/update-admin", json={"username": "wren", "is_admin": flag},
+                           auth=("admin", ADMIN_PASSWORD), timeout=30)
+        assert r.status_code == 200, r.text
+
+    def create_user(name: str) -> requests.Response:  # MLflow lets only admins create users
+        return requests.post(f"{url}/api/2.0/mlflow/users/create", auth=("wren", "wren-password-1"),
+                             json={"username": name, "password": f"{name}-password-1"},
+                             headers={"Connection": "close"}, timeout=30)
+
+    set_admin(True)
+    created = create_user("wren-made-1")
+    assert created.status_code == 200, created.text
+    assert statuses(url, "wren", "wren-password-1") == [200] * REQUESTS  # remembered by both workers
+    set_admin(False)
+    for i in range(4):  # whichever worker answers
+        r = create_user(f"wren-made-{i + 2}")
+        assert r.status_code == 403, r.text
+
+
 def test_a_failed_sign_in_is_never_cached(server):
     url, workdir = server
     admin(url).add_user("sam", "sam-password-1")

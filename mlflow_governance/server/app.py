@@ -120,9 +120,9 @@ def create_app():
     # Governance events to MLflow's webhooks, off the request path (a daemon thread per worker).
     delivery.start_in_server(flask_app)
     app = auth.create_app(flask_app)
-    from mlflow_governance.server.credentials import memoize_reads_per_request
+    from mlflow_governance.server.auth_state import remember_store_reads
 
-    memoize_reads_per_request(auth.store)  # after create_app: the store is initialised
+    remember_store_reads(auth.store)  # after create_app: the store is initialised
     from mlflow_governance.server.guard import add_native_route_guard, add_origin_guard_flask
 
     if isinstance(app, type(flask_app)):

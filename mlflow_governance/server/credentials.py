@@ -7,13 +7,15 @@ This module is the server's ``authorization_function`` (MLflow's documented exte
 MLflow's Flask hook and its FastAPI middleware both use it:
 
 * **Once per request.** The answer is kept on ``flask.g`` for the rest of the request.
-* **Once per lifetime per process.** A successful check is cached for ``MLGOV_AUTH_CACHE_SECONDS``
-  (MLflow's own cache, ``auth_cache_ttl_seconds``, has the same idea but is invalidated only in
-  the worker that handled a change). The key is the user name, an HMAC of the password and an
-  HMAC of the *stored* hash under a per-process random key: the password is never in the key in
-  clear, and since every request reads the user's current hash (one indexed row), a changed
-  password or a deleted user misses the cache in every worker on the very next request. Roles
-  and permissions are not cached at all. Only successes are cached.
+* **Once per lifetime per process.** A successful check is remembered for
+  ``MLGOV_AUTH_CACHE_SECONDS`` (MLflow's own cache, ``auth_cache_ttl_seconds``, has the same idea
+  but is invalidated only in the worker that handled a change), under the user name and an HMAC of
+  the password with a per-process random key (the password is never in the key in clear), and only
+  while the ``credentials`` counter of `mlflow_governance.server.auth_state` is unchanged: every
+  request reads the counters (one row), and changing a password, a user's admin flag or deleting a
+  user bumps it, so the change is seen in every worker on the very next request. MLflow's
+  permission reads are remembered the same way under the ``grants`` counter. Only successes are
+  cached.
 * **Lock-out.** Failed checks are recorded in the registry database (so every worker counts
   them); ``MLGOV_SIGNIN_MAX_FAILURES`` failures for one user name (four times as many for one
   address, whatever the names: password spraying) within ``MLGOV_SIGNIN_LOCKOUT_SECONDS`` lock it
@@ -36,18 +38,17 @@ import hmac
 import json
 import logging
 import secrets
-import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import quote
 
 import sqlalchemy as sa
-from cachetools import TTLCache
 from flask import Response, g, has_request_context, redirect, request
 from werkzeug.datastructures import Authorization
 
 from mlflow_governance import environment_variables as ev
 from mlflow_governance import schema
+from mlflow_governance.server import auth_state
 
 _log = logging.getLogger(__name__)
 
@@ -79,18 +80,18 @@ class _Settings:
 
 
 _settings: _Settings | None = None
-_cache: TTLCache | None = None
-_cache_lock = threading.Lock()
+_passwords = auth_state.Remembered()  # (user, HMAC of the password) -> True, under ``credentials``
+_not_locked = auth_state.Remembered()  # (user, address) -> True, under ``failures``
+_hashes = auth_state.Remembered()  # user -> stored hash (for session cookies), under ``credentials``
 _KEY = secrets.token_bytes(32)  # per process: cache keys are worthless outside it
 _dummy_hash: str | None = None
 
 
 def settings() -> _Settings:
-    global _settings, _cache
+    global _settings
     if _settings is None:
         _settings = _Settings(ev.MLGOV_AUTH_CACHE_SECONDS.get(), ev.MLGOV_SIGNIN_MAX_FAILURES.get(),
                               ev.MLGOV_SIGNIN_LOCKOUT_SECONDS.get(), ev.MLGOV_SESSION_SECONDS.get())
-        _cache = TTLCache(maxsize=10_000, ttl=_settings.cache_seconds) if _settings.cache_seconds > 0 else None
     return _settings
 
 
@@ -138,8 +139,13 @@ def _failures_engine() -> sa.Engine:
     return governed_store().engine
 
 
-def _locked(username: str, address: str | None) -> None:
-    """Raise `SignInLocked` while the user name or the address is locked out."""
+def _locked(username: str, address: str | None, counters: auth_state.Counters) -> None:
+    """Raise `SignInLocked` while the user name or the address is locked out.
+
+    "Not locked" is remembered while no failure has been recorded since (``failures``): with no
+    new failure, a lock can only expire, never begin. "Locked" is never remembered."""
+    if _not_locked.get((username, address), counters.failures)[0]:
+        return
     s = settings()
     now = int(time.time() * 1000)
     since = now - s.lockout_seconds * 1000
@@ -158,6 +164,7 @@ def _locked(username: str, address: str | None) -> None:
         if count and count >= limit:
             retry = max(1, int((last + s.lockout_seconds * 1000 - now + 999) // 1000))
             raise SignInLocked(who, retry, int(count))
+    _not_locked.put((username, address), counters.failures)
 
 
 def _failed(username: str, address: str | None) -> None:
@@ -166,6 +173,7 @@ def _failed(username: str, address: str | None) -> None:
     f = schema.signin_failures
     with _failures_engine().begin() as conn:
         conn.execute(f.insert().values(ts=now, username=username[:256], address=(address or None)))
+        auth_state.bump(conn, failures=True)  # every worker checks the lock-out again
         # Keep the table small: rows older than a day count for nothing.
         conn.execute(f.delete().where(f.c.ts < now - max(86_400, s.lockout_seconds) * 1000))
         count = conn.execute(sa.select(sa.func.count()).where(
@@ -188,22 +196,20 @@ def _succeeded(username: str) -> None:
 def verify_password(username: str, password: str, address: str | None = None) -> bool:
     """Whether ``password`` is ``username``'s current one; `SignInLocked` while locked out.
 
-    A success is cached (per process) under the stored hash, so it is trusted again only while the
-    hash is unchanged; a failure is recorded for the lock-out and never cached."""
+    A success is remembered (per process) while the ``credentials`` counter is unchanged, so it is
+    trusted again only until the user changes; a failure is recorded for the lock-out and never
+    remembered."""
     if not username:
         return False
-    _locked(username, address)
+    counters = auth_state.current()
+    _locked(username, address, counters)
+    key = (username, _mac(password))
+    if _passwords.get(key, counters.credentials)[0]:
+        return True
     stored = stored_hash(username)
-    key = None
-    if stored is not None and settings().cache_seconds > 0:
-        key = (username, _mac(password), _mac(stored))
-        with _cache_lock:
-            if _cache.get(key):
-                return True
     if _check(stored, password) and not _auth()._is_disabled_legacy_admin_login(username, password):
-        if key is not None:
-            with _cache_lock:
-                _cache[key] = True
+        # Under the counter read *before* the check: a change since then is seen next request.
+        _passwords.put(key, counters.credentials)
         _succeeded(username)
         return True
     _failed(username, address)
@@ -242,10 +248,20 @@ def session_user(token: str) -> str | None:
         return None
     if not isinstance(data, dict) or not isinstance(data.get("u"), str) or not isinstance(data.get("h"), str):
         return None
-    stored = stored_hash(data["u"])
+    stored = _current_hash(data["u"])
     if stored is None or not hmac.compare_digest(_fingerprint(stored), data["h"]):
         return None
     return data["u"]
+
+
+def _current_hash(username: str) -> str | None:
+    """`stored_hash`, remembered while the ``credentials`` counter is unchanged."""
+    counter = auth_state.current().credentials
+    hit, stored = _hashes.get(username, counter)
+    if not hit:
+        stored = stored_hash(username)
+        _hashes.put(username, counter, stored)
+    return stored
 
 
 def set_session_cookie(response: Response, username: str) -> Response:
@@ -306,52 +322,3 @@ def _authenticate() -> Authorization | Response:
         target = request.full_path.rstrip("?") if request.query_string else request.path
         return redirect(f"{SIGNIN_PAGE}?next={quote(target, safe='')}", code=303)
     return _auth().make_basic_auth_response()
-
-
-# --- one read of the user database per question and request ---------------------------------------
-
-_READS = ("get_", "list_", "has_", "is_", "user_has_")
-_STORE_MEMO = "_mlgov_auth_reads"
-
-
-def memoize_reads_per_request(store) -> None:
-    """Within one request, answer MLflow's basic-auth store reads (users, grants, permissions) once.
-
-    MLflow's permission hook, its response redaction and ``sender_is_admin`` ask the same questions
-    (``get_user``, ``list_grants``, ...) several times per request. The answers are kept on
-    ``flask.g``, so they never outlive the request; any other store call (a write) clears them,
-    so a request that grants a permission and then reads it sees the grant."""
-    if getattr(store, "_mlgov_memoized", False):
-        return
-    import functools
-
-    for name in dir(type(store)):
-        if name.startswith("_") or not callable(getattr(type(store), name, None)) or name == "authenticate_user":
-            continue
-        original = getattr(store, name)
-        if name.startswith(_READS):
-            def read(*args, __original=original, __name=name, **kwargs):
-                if not has_request_context():
-                    return __original(*args, **kwargs)
-                memo = g.setdefault(_STORE_MEMO, {})
-                try:
-                    key = (__name, args, tuple(sorted(kwargs.items())))
-                    hash(key)
-                except TypeError:
-                    return __original(*args, **kwargs)
-                if key not in memo:
-                    memo[key] = __original(*args, **kwargs)
-                value = memo[key]
-                return list(value) if isinstance(value, list) else value
-            setattr(store, name, functools.wraps(original)(read))
-        else:
-            def write(*args, __original=original, **kwargs):
-                if has_request_context():
-                    g.pop(_STORE_MEMO, None)
-                try:
-                    return __original(*args, **kwargs)
-                finally:
-                    if has_request_context():
-                        g.pop(_STORE_MEMO, None)
-            setattr(store, name, functools.wraps(original)(write))
-    store._mlgov_memoized = True

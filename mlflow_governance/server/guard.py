@@ -80,34 +80,60 @@ def add_origin_guard_flask(flask_app) -> None:
 
 
 def add_native_route_guard(fastapi_app) -> None:
-    """Refuse unauthenticated requests to `PUBLIC_NATIVE_PATHS` with MLflow's JSON 401."""
+    """Refuse unauthenticated requests to `PUBLIC_NATIVE_PATHS` with MLflow's JSON 401, and foreign
+    origins with 403 (a plain ASGI middleware: the other paths pass straight through)."""
+    fastapi_app.add_middleware(NativeRouteGuard)
+
+
+def _json_response(status: int, body: str, headers: dict[str, str] | None = None):
+    from starlette.responses import Response
+
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+class NativeRouteGuard:
+    """ASGI middleware: origins on every request, credentials on MLflow's public native paths."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        from starlette.datastructures import Headers
+
+        headers = Headers(scope=scope)
+        problem = origin_refusal(headers.get("origin"), headers.get("host"), allowed_origins())
+        if problem:
+            await _json_response(403, _forbidden_body(problem))(scope, receive, send)
+            return
+        if scope.get("path", "").startswith(PUBLIC_NATIVE_PATHS):
+            refusal = await _authenticate_native(scope, headers)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+async def _authenticate_native(scope, headers):
+    """None when the request carries valid credentials or a session cookie; else the refusal."""
+    from starlette.requests import cookie_parser
+
     from mlflow_governance.server.credentials import SESSION_COOKIE, SignInLocked, session_user, verify_password
 
-    @fastapi_app.middleware("http")
-    async def require_authentication(request, call_next):
-        problem = origin_refusal(request.headers.get("origin"), request.headers.get("host"), allowed_origins())
-        if problem:
-            from starlette.responses import Response
-
-            return Response(_forbidden_body(problem), status_code=403, media_type="application/json")
-        if request.url.path.startswith(PUBLIC_NATIVE_PATHS):
-            creds = _credentials(request.headers.get("authorization"))
-            client = request.client.host if request.client else None
-            cookie = request.cookies.get(SESSION_COOKIE)
-            try:
-                if creds is not None:
-                    ok = await run_in_threadpool(verify_password, *creds, client)
-                else:  # a browser signed in on the form
-                    ok = bool(cookie) and await run_in_threadpool(session_user, cookie) is not None
-            except SignInLocked as exc:
-                from starlette.responses import Response
-
-                return Response(_forbidden_body(exc.message), status_code=423, media_type="application/json",
-                                headers={"Retry-After": str(exc.retry_after)})
-            if not ok:
-                from starlette.responses import Response
-
-                body = json.dumps({"error_code": "UNAUTHENTICATED", "message": "authentication required"})
-                return Response(body, status_code=401, media_type="application/json",
-                                headers={"WWW-Authenticate": 'Basic realm="mlflow"'})
-        return await call_next(request)
+    creds = _credentials(headers.get("authorization"))
+    client = scope.get("client")
+    address = client[0] if client else None
+    cookie = cookie_parser(headers.get("cookie", "")).get(SESSION_COOKIE)
+    try:
+        if creds is not None:
+            ok = await run_in_threadpool(verify_password, *creds, address)
+        else:  # a browser signed in on the form
+            ok = bool(cookie) and await run_in_threadpool(session_user, cookie) is not None
+    except SignInLocked as exc:
+        return _json_response(423, _forbidden_body(exc.message), {"Retry-After": str(exc.retry_after)})
+    if ok:
+        return None
+    body = json.dumps({"error_code": "UNAUTHENTICATED", "message": "authentication required"})
+    return _json_response(401, body, {"WWW-Authenticate": 'Basic realm="mlflow"'})

@@ -201,50 +201,98 @@ def _has_credentials(headers) -> bool:
 
 
 def add_asgi_guard(fastapi_app) -> None:
-    """The same answer for every route of the FastAPI app (MLflow's native routes included)."""
-    from starlette.concurrency import run_in_threadpool
+    """The same answer for every route of the FastAPI app (MLflow's native routes included).
+
+    A plain ASGI middleware (not Starlette's ``BaseHTTPMiddleware``, which costs every request a
+    task and a stream): an answer below 500 passes straight through, unless it is a 401 to a
+    request that carried credentials; only those and the 5xx answers are held to be looked at."""
+    fastapi_app.add_middleware(OutageGuard)
+
+
+def _clean(message: str):
     from starlette.responses import Response as StarletteResponse
 
-    def clean(message: str) -> StarletteResponse:
-        return StarletteResponse(json.dumps({"error_code": ERROR_CODE, "message": message}), status_code=503,
-                                 media_type="application/json", headers={"Retry-After": "5"})
+    return StarletteResponse(json.dumps({"error_code": ERROR_CODE, "message": message}), status_code=503,
+                             media_type="application/json", headers={"Retry-After": "5"})
 
-    async def outage_response(noted: list[Outage], path: str) -> StarletteResponse:
-        if noted:
-            return clean(noted[0].message)
-        down = await run_in_threadpool(down_services)
-        _log.warning("%s: a database failed; down now: %s", path, ", ".join(down) or "none")
-        return clean((Outage(down[0]) if down else Outage(SOME_DATABASE)).message)
 
-    @fastapi_app.middleware("http")
-    async def answer_database_outages(req, call_next):
+async def _outage_response(noted: list[Outage], path: str):
+    from starlette.concurrency import run_in_threadpool
+
+    if noted:
+        return _clean(noted[0].message)
+    down = await run_in_threadpool(down_services)
+    _log.warning("%s: a database failed; down now: %s", path, ", ".join(down) or "none")
+    return _clean((Outage(down[0]) if down else Outage(SOME_DATABASE)).message)
+
+
+class OutageGuard:
+    """ASGI middleware: a database outage on any route becomes one clean 503 (see the module)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        from starlette.concurrency import run_in_threadpool
+        from starlette.datastructures import Headers
+
+        path = scope.get("path", "")
+        credentials = _has_credentials(Headers(scope=scope))
         noted: list[Outage] = []
+        held: list[dict] = []  # the start and body messages of an answer being looked at
+        started = False  # an answer went out (it can no longer be replaced)
+
+        async def guarded_send(message):
+            nonlocal started
+            if message["type"] == "http.response.start" and not held:
+                status = message["status"]
+                if status < 500 and not (status == 401 and credentials):
+                    started = True
+                    await send(message)
+                    return
+                held.append(message)
+                return
+            if not held:
+                await send(message)
+                return
+            held.append(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                await self._decide(held, noted, path, scope, receive, send, run_in_threadpool)
+
         token = _ASGI_OUTAGES.set(noted)
         try:
             try:
-                response = await call_next(req)
+                await self.app(scope, receive, guarded_send)
             except Exception as exc:
-                if not is_connectivity_error(exc):
+                if started or not is_connectivity_error(exc):
                     raise
-                _log.warning("%s failed in the database", req.url.path, exc_info=exc)
-                return await outage_response(noted, req.url.path)
-            if response.status_code == 401 and _has_credentials(req.headers):
-                # MLflow's FastAPI auth answers 401 when it cannot read the user database.
-                users = dbs.holding(_DATABASES, "MLGOV_AUTH_DATABASE_URI")
-                down = await run_in_threadpool(down_services, [users] if users else [])
-                return clean(Outage(down[0]).message) if down else response
-            if response.status_code < 500:
-                return response
-            body = b"".join([chunk async for chunk in response.body_iterator])
-            text = body.decode("utf-8", errors="replace")
-            if leaks_database_text(text) or (noted and response.status_code != 503):
-                _log.warning("%s answered %s: %s", req.url.path, response.status_code, text[:2000])
-                return await outage_response(noted, req.url.path)
-            rebuilt = StarletteResponse(body, status_code=response.status_code)
-            rebuilt.raw_headers = response.raw_headers
-            return rebuilt
+                _log.warning("%s failed in the database", path, exc_info=exc)
+                response = await _outage_response(noted, path)
+                await response(scope, receive, send)
         finally:
             _ASGI_OUTAGES.reset(token)
+
+    @staticmethod
+    async def _decide(held, noted, path, scope, receive, send, run_in_threadpool) -> None:
+        status = held[0]["status"]
+        if status == 401:
+            # MLflow's FastAPI auth answers 401 when it cannot read the user database.
+            users = dbs.holding(_DATABASES, "MLGOV_AUTH_DATABASE_URI")
+            down = await run_in_threadpool(down_services, [users] if users else [])
+            if down:
+                await _clean(Outage(down[0]).message)(scope, receive, send)
+                return
+        else:
+            text = b"".join(m.get("body", b"") for m in held[1:]).decode("utf-8", errors="replace")
+            if leaks_database_text(text) or (noted and status != 503):
+                _log.warning("%s answered %s: %s", path, status, text[:2000])
+                await (await _outage_response(noted, path))(scope, receive, send)
+                return
+        for message in held:
+            await send(message)
 
 
 def register(app: Flask, databases: list[dbs.Database]) -> None:
