@@ -245,10 +245,12 @@ class PeopleSink:
 
     def targets(self, event: Event) -> list[str]:
         with self.store.engine.connect() as conn:
+            known = contacts.every(conn)
+            if not known:  # nobody has a contact: nobody to tell (and no roles to read)
+                return []
             users = recipients(conn, event)
             if not users:
                 return []
-            known = contacts.every(conn)
         found = []
         for user in users:
             contact = known.get(user)

@@ -132,8 +132,7 @@ def act(
         effects.move(SessionTarget(session, store, e), row, actor, comment, new_fields)
         touch(session, e)
         op.record(session, role=row.role, version=e.version, from_stage=row.source, to_stage=row.dest)
-        refresh_glance(session, store, model)
-        return status_of(session, store, model, e.version)
+        return status_of(session, store, model, e.version, refresh_glance(session, store, model))
 
     return op.run(body)
 

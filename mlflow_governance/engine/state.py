@@ -206,21 +206,39 @@ def decommission_version(
            from_stage=old_stage, to_stage=retire.dest, comment=comment)
 
 
-def refresh_glance(session: Session, store: SqlAlchemyStore, model: str) -> None:
-    """Rewrite the model's at-a-glance tags (`effects.glance`) from its versions' tags."""
+@dataclass
+class Snapshot:
+    """A model, its governed versions and where the production alias points, read once in a
+    transaction: what the at-a-glance tags are computed from and what the status answer shows."""
+
+    model: Entity
+    versions: dict[int, Entity]
+    bound: int | None
+
+
+def snapshot(session: Session, store: SqlAlchemyStore, model: str) -> Snapshot:
     e = load(store, session, model)
-    versions = {v: load(store, session, model, v).tags for v in governed_versions(session, e)}
+    versions = {v: load(store, session, model, v) for v in governed_versions(session, e)}
     bound = (
         session.query(SqlRegisteredModelAlias.version)
         .filter_by(workspace=e.workspace, name=model, alias=config.production_alias())
         .first()
     )
-    for key, value in effects.glance(versions, int(bound[0]) if bound else None).items():
+    return Snapshot(e, versions, int(bound[0]) if bound else None)
+
+
+def refresh_glance(session: Session, store: SqlAlchemyStore, model: str) -> Snapshot:
+    """Rewrite the model's at-a-glance tags (`effects.glance`) from its versions' tags; returns the
+    snapshot it read, with the model's tags as rewritten (for the status answer)."""
+    snap = snapshot(session, store, model)
+    e = snap.model
+    for key, value in effects.glance({v: ve.tags for v, ve in snap.versions.items()}, snap.bound).items():
         if value is None:
             if key in e.model_tags:
                 delete_tag(session, e, key)
         elif e.model_tags.get(key) != value:
             set_tag(session, e, key, value)
+    return snap
 
 
 def governed_versions(session: Session, e: Entity) -> list[int]:

@@ -7,14 +7,13 @@ from typing import Any
 
 from mlflow.store.model_registry.dbmodels.models import (
     SqlModelVersionTag,
-    SqlRegisteredModelAlias,
     SqlRegisteredModelTag,
 )
 from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 from sqlalchemy.orm import Session
 
 from mlflow_governance import audit, config, reconcile, roles, workflow
-from mlflow_governance.engine.state import Entity, attempt, governed_versions, load
+from mlflow_governance.engine.state import Entity, Snapshot, attempt, load, snapshot
 from mlflow_governance.tags import (
     TAG_ASSIGNEE,
     TAG_DEVELOPER,
@@ -40,21 +39,20 @@ def _entity_status(e: Entity) -> dict[str, Any]:
     }
 
 
-def status_of(session: Session, store: SqlAlchemyStore, model: str, version: int | None) -> dict[str, Any]:
-    e = load(store, session, model)
+def status_of(session: Session, store: SqlAlchemyStore, model: str, version: int | None,
+              snap: Snapshot | None = None) -> dict[str, Any]:
+    """The governance state of a model (and one version when given); ``snap``: the model as this
+    transaction already read it (`refresh_glance`), so it is not read again."""
+    snap = snap or snapshot(session, store, model)
+    e = snap.model
     alias = config.production_alias()
-    bound = (
-        session.query(SqlRegisteredModelAlias.version)
-        .filter_by(workspace=e.workspace, name=model, alias=alias)
-        .first()
-    )
     out: dict[str, Any] = {
         "model": model,
         "inventory_id": e.model_tags.get(TAG_INVENTORY_ID),
         "governed": e.governed,
         **_entity_status(e),
         "production_alias": alias,
-        "production_version": int(bound[0]) if bound else None,
+        "production_version": snap.bound,
         # the model at a glance, as its tags show it in the MLflow UI (`effects.glance`)
         "production": e.model_tags.get(TAG_PRODUCTION),
         "in_flight": e.model_tags.get(TAG_IN_FLIGHT),
@@ -62,11 +60,10 @@ def status_of(session: Session, store: SqlAlchemyStore, model: str, version: int
     }
     out.pop("usability")
     out.pop("developer")
-    for v in governed_versions(session, e):
-        ve = load(store, session, model, v)
+    for v, ve in snap.versions.items():
         out["versions"].append({"version": v, **_entity_status(ve)})
     if version is not None:
-        ve = load(store, session, model, version)
+        ve = snap.versions.get(int(version)) or load(store, session, model, version)
         out["version"] = {
             "version": int(version),
             **_entity_status(ve),

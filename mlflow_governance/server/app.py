@@ -123,11 +123,16 @@ def create_app():
     from mlflow_governance.server.auth_state import remember_store_reads
 
     remember_store_reads(auth.store)  # after create_app: the store is initialised
-    from mlflow_governance.server.guard import add_native_route_guard, add_origin_guard_flask
+    from mlflow_governance.server.guard import (
+        add_native_route_guard,
+        add_origin_guard_flask,
+        streamline_mlflow_permission_middleware,
+    )
 
     if isinstance(app, type(flask_app)):
         add_origin_guard_flask(app)
     else:  # uvicorn: a FastAPI app wrapping Flask; its middleware sees every route
+        streamline_mlflow_permission_middleware(app)  # before ours: they wrap it
         add_native_route_guard(app)
         outage.add_asgi_guard(app)  # outermost: MLflow's native routes and the guards' own failures too
     return app

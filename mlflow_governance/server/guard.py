@@ -15,9 +15,12 @@ origin names the host the request was sent to) or listed.
 from __future__ import annotations
 
 import base64
+import functools
 import json
+import threading
 from urllib.parse import urlsplit
 
+from cachetools import LRUCache
 from starlette.concurrency import run_in_threadpool
 
 from mlflow_governance.environment_variables import MLGOV_ALLOWED_ORIGINS
@@ -137,3 +140,86 @@ async def _authenticate_native(scope, headers):
         return None
     body = json.dumps({"error_code": "UNAUTHENTICATED", "message": "authentication required"})
     return _json_response(401, body, {"WWW-Authenticate": 'Basic realm="mlflow"'})
+
+
+# --- MLflow's permission middleware, skipped where it would do nothing ---------------------------
+
+_MLFLOW_PERMISSION_MIDDLEWARE = "fastapi_permission_middleware"
+
+
+def streamline_mlflow_permission_middleware(fastapi_app) -> bool:
+    """Let requests that MLflow's FastAPI permission middleware would only pass on skip it.
+
+    MLflow's basic-auth guards its native FastAPI routes with a Starlette ``BaseHTTPMiddleware``
+    (a task and a stream per request, about a millisecond here). For a path it has no validator
+    for (every route MLflow serves through Flask, where its ``before_request`` hook decides) and
+    for its unprotected paths, it does nothing but call the app. This wraps it: such requests go
+    straight to the app; every other request (a native route, or any request while
+    ``MLFLOW_BASIC_AUTH_FAIL_CLOSED`` is on) goes through MLflow's middleware unchanged. The
+    decision is MLflow's own functions (``is_unprotected_route``, ``_find_fastapi_validator``).
+    Returns False, changing nothing, when this MLflow does not have them."""
+    try:
+        from mlflow.server.auth import (
+            _KNOWN_UNGATED_FASTAPI_ROUTE_MARKERS,
+            _find_fastapi_validator,
+            _native_fastapi_routes,
+            _scope_matches_native_route,
+            is_unprotected_route,
+        )
+        from starlette.middleware import Middleware
+        from starlette.middleware.base import BaseHTTPMiddleware
+    except ImportError:
+        return False
+    mlflow = {"find_validator": _find_fastapi_validator, "unprotected": is_unprotected_route,
+              "native": functools.partial(_scope_matches_native_route, _native_fastapi_routes(fastapi_app)),
+              "ungated_markers": tuple(_KNOWN_UNGATED_FASTAPI_ROUTE_MARKERS)}
+    for i, m in enumerate(fastapi_app.user_middleware):
+        dispatch = m.kwargs.get("dispatch") if m.cls is BaseHTTPMiddleware else None
+        if getattr(dispatch, "__name__", "") == _MLFLOW_PERMISSION_MIDDLEWARE:
+            fastapi_app.user_middleware[i] = Middleware(SkipWhereMlflowPasses, dispatch=dispatch, **mlflow)
+            return True
+    return False
+
+
+class SkipWhereMlflowPasses:
+    """ASGI: MLflow's permission middleware (``dispatch``) only where it has something to decide."""
+
+    def __init__(self, app, dispatch, find_validator, unprotected, native, ungated_markers):
+        from starlette.middleware.base import BaseHTTPMiddleware
+
+        self.app = app
+        self.mlflow = BaseHTTPMiddleware(app, dispatch=dispatch)
+        self.find_validator, self.unprotected, self.native = find_validator, unprotected, native
+        self.ungated_markers = ungated_markers
+        self._known: LRUCache = LRUCache(maxsize=4096)  # (path, method, root path, fail closed) -> passes
+        self._lock = threading.Lock()
+
+    def passes(self, scope) -> bool:
+        """Whether MLflow's middleware would call the app and do nothing else (its own steps, in its order)."""
+        from mlflow.environment_variables import MLFLOW_BASIC_AUTH_FAIL_CLOSED
+
+        path = scope.get("path") or ""
+        if not path:
+            return False
+        key = (path, scope.get("method", "GET"), scope.get("root_path", ""), MLFLOW_BASIC_AUTH_FAIL_CLOSED.get())
+        with self._lock:
+            known = self._known.get(key)
+        if known is None:  # the answer depends on nothing but the key: MLflow's route tables are fixed
+            known = self._decide(scope, path, key[1], key[3])
+            with self._lock:
+                self._known[key] = known
+        return known
+
+    def _decide(self, scope, path: str, method: str, fail_closed: bool) -> bool:
+        if self.unprotected(path):
+            return True
+        if self.find_validator(path, method) is not None:
+            return False  # a native route MLflow guards: its middleware decides
+        # MLflow refuses a native route without a validator when failing closed (its default).
+        return not (fail_closed and self.native(scope) and not any(marker in path for marker in self.ungated_markers))
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and self.passes(scope):
+            await self.app(scope, receive, send)
+        else:
+            await self.mlflow(scope, receive, send)
