@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
+import sqlalchemy as sa
 from flask import g, has_request_context, request
 from mlflow.entities.model_registry.model_version_stages import (
     DEFAULT_STAGES_FOR_GET_LATEST_VERSIONS,
@@ -121,6 +122,29 @@ class GovernedSqlAlchemyStore(SqlAlchemyStore):
             yield outer
             return
         with self._base_session_maker(read_only=read_only) as session:
+            yield session
+
+    @contextmanager
+    def snapshot_session(self) -> Iterator[Session]:
+        """A read session whose reads all see one committed state of the database.
+
+        A status answer reads the model, each version and the production alias in several
+        statements; under READ COMMITTED (PostgreSQL's default) or SQLite's autocommit reads, a
+        transition committed between two of them gave an answer no state ever had (the alias gone
+        but the version still Ready to Use), and a sidecar then refused with the wrong reason.
+        PostgreSQL reads at REPEATABLE READ, SQLite in one deferred transaction, MySQL already reads
+        one snapshot; inside a governance transaction, which holds the lock, it is joined as is.
+        """
+        outer = CURRENT_SESSION.get()
+        if outer is not None:
+            yield outer
+            return
+        with self._base_session_maker(read_only=True) as session:
+            dialect = session.get_bind().dialect.name
+            if dialect == "postgresql":
+                session.execute(sa.text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+            elif dialect == "sqlite":  # pysqlite starts no transaction for a SELECT
+                session.execute(sa.text("BEGIN"))
             yield session
 
     @contextmanager

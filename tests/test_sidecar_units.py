@@ -225,6 +225,22 @@ def test_the_gate_fails_closed_after_the_cache_lifetime_and_recovers():
     assert g.current()[1].status == 410
 
 
+def test_a_read_that_names_no_version_does_not_make_the_gate_forget_the_one_it_served():
+    """Between serving version 1 and its decommissioning, a read without the production alias
+    (and so without a version) must not turn the later 410 into 503 "no production version"."""
+    client = FakeClient()
+    g = gate.Gate(ServeOptions(model="m", usability_cache_seconds=5), lambda v: SimpleNamespace(version=v),
+                  client=client)
+    assert g.refresh() and g.current()[1] is None
+    client.status_value = status(None, ((1, wf.READY_TO_USE, "accept"),))
+    assert g.refresh()
+    assert g.current()[1].status == 503 and g.current()[0].verdict.version is None
+    client.status_value = status(None, ((1, wf.DECOMMISSIONED, None),))
+    assert g.refresh()
+    refusal = g.current()[1]
+    assert refusal.status == 410 and refusal.details["version"] == 1, refusal
+
+
 # --- the payload writer --------------------------------------------------------------------------
 
 

@@ -74,8 +74,9 @@ def status_of(session: Session, store: SqlAlchemyStore, model: str, version: int
 
 
 def status(store: SqlAlchemyStore, model: str, version: int | None = None) -> dict[str, Any]:
-    """The governance state of a model (and one version when given)."""
-    with store.ManagedSessionMaker() as session:
+    """The governance state of a model (and one version when given), as one committed state."""
+    sessions = getattr(store, "snapshot_session", store.ManagedSessionMaker)
+    with sessions() as session:
         return status_of(session, store, model, version)
 
 

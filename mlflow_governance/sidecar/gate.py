@@ -265,6 +265,9 @@ class Gate:
         self.clock = clock
         self.cache_seconds = float(options.usability_cache_seconds)
         self._snapshot = Snapshot(None, error="the registry has not been read yet")
+        # the last version a verdict named: a read that saw no version (the alias dropped) does not
+        # forget it, so a decommissioning is still answered 410 at the next read
+        self._last_version: int | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -286,7 +289,7 @@ class Gate:
         """One governance read (raises when the registry cannot be read)."""
         from mlflow.exceptions import MlflowException
 
-        previous = self._snapshot.verdict.version if self._snapshot.verdict else None
+        previous = self._last_version
         try:
             status = self.client.status(self.options.model)
         except MlflowException as exc:
@@ -351,6 +354,8 @@ class Gate:
                     verdict = replace(verdict, refusal=_not_servable(
                         f"{self.options.model} version {verdict.version} could not be loaded: {_reason(exc)}",
                         reason="model_not_loaded"))
+            if verdict.version is not None:
+                self._last_version = int(verdict.version)
             if old.error is not None and old.read_ok_at is not None:
                 log.warning("registry readable again")
             self._publish(Snapshot(verdict, served if verdict.serving else None, self.clock(),
