@@ -20,6 +20,7 @@ model creation), never the other way round.
 from __future__ import annotations
 
 import contextvars
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
@@ -54,6 +55,22 @@ CURRENT_SESSION: contextvars.ContextVar[Session | None] = contextvars.ContextVar
 
 SCHEME_PREFIX = "governed-"
 _REGISTERED_MODEL_READS = "_mlgov_registered_model_reads"  # on flask.g, in a read-only request
+_SQLITE_WRITERS: dict[str, threading.RLock] = {}  # one per SQLite database file, for this process
+_SQLITE_WRITERS_GUARD = threading.Lock()
+
+
+def _sqlite_writer(engine: sa.Engine) -> threading.RLock | None:
+    """This process's queue for the write lock of a SQLite database (None for a server database).
+
+    SQLite has one writer at a time and a waiting writer polls with growing sleeps (up to 100 ms
+    each), so under eight concurrent governance actions some waited over a second while others
+    went through; threads of one process queue here instead and take the database lock in turn.
+    Other processes still meet SQLite's own lock, as before.
+    """
+    if engine.dialect.name != "sqlite":
+        return None
+    with _SQLITE_WRITERS_GUARD:
+        return _SQLITE_WRITERS.setdefault(str(engine.url), threading.RLock())
 
 
 def strip_scheme(uri: str) -> str:
@@ -155,13 +172,20 @@ class GovernedSqlAlchemyStore(SqlAlchemyStore):
         every MLflow store method called inside it (``create_registered_model``, the tag and
         alias writes) joins it, so a check and the write it guards commit together.
         """
-        with self._base_session_maker(read_only=False) as session:
-            audit.lock(session)
-            token = CURRENT_SESSION.set(session)
-            try:
-                yield session
-            finally:
-                CURRENT_SESSION.reset(token)
+        queue = _sqlite_writer(self.engine)
+        if queue is not None:
+            queue.acquire()
+        try:
+            with self._base_session_maker(read_only=False) as session:
+                audit.lock(session)
+                token = CURRENT_SESSION.set(session)
+                try:
+                    yield session
+                finally:
+                    CURRENT_SESSION.reset(token)
+        finally:
+            if queue is not None:
+                queue.release()
 
     def create_ungoverned_model(self, name: str) -> None:
         """MLflow's own model creation (inside `governance_session`: the governor governs it next)."""
