@@ -73,7 +73,6 @@ class SignInLocked(Exception):
 
 @dataclass(frozen=True)
 class _Settings:
-    cache_seconds: int
     max_failures: int
     lockout_seconds: int
     session_seconds: int
@@ -90,7 +89,7 @@ _dummy_hash: str | None = None
 def settings() -> _Settings:
     global _settings
     if _settings is None:
-        _settings = _Settings(ev.MLGOV_AUTH_CACHE_SECONDS.get(), ev.MLGOV_SIGNIN_MAX_FAILURES.get(),
+        _settings = _Settings(ev.MLGOV_SIGNIN_MAX_FAILURES.get(),
                               ev.MLGOV_SIGNIN_LOCKOUT_SECONDS.get(), ev.MLGOV_SESSION_SECONDS.get())
     return _settings
 
