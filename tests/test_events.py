@@ -35,7 +35,13 @@ from mlflow_governance.schema import event_deliveries
 from tests.conftest import ROLE_USER, USERS, acting, unique
 from tests.governance_helpers import PATH, fields_for, new_version, step, walk_version_to
 from tests.servers import mlflow_server
-from tests.test_governance_server import ADMIN_PASSWORD, api, create_version, password, server_env
+from tests.test_governance_server import (
+    ADMIN_PASSWORD,
+    api,
+    new_version_in_development,
+    password,
+    server_env,
+)
 from tests.webhook_receiver import Receiver
 
 SECRET = "receiver-secret-" + os.urandom(4).hex()
@@ -356,16 +362,6 @@ def receiver(events_server, monkeypatch):
         yield rec
 
 
-def _new_version_in_development(url: str, model: str) -> int:
-    """A model walked over the API to Approved for Development, and a new version of it."""
-    api(url, "olivia").initiate(model, "flight delay prediction", "high", None)
-    for row in PATH:
-        if row.scope == wf.VERSION_SCOPE:
-            break
-        api(url, ROLE_USER[row.role]).transition(model, row.action, None, fields_for(row.source, model, None), None)
-    return create_version(url, "devi", model)
-
-
 def _mine(rec: Receiver, model: str):
     return [d for d in rec.received() if d.data["name"] == model]
 
@@ -386,7 +382,7 @@ def _local_env(db: Path, user: str) -> dict[str, str]:
 def test_webhook_fires_once_for_the_api_and_the_local_cli_and_never_for_a_refusal(events_server, receiver, tmp_path):
     url, db = events_server
     model = unique("hooked")
-    version = _new_version_in_development(url, model)
+    version = new_version_in_development(url, model)
     # Through the governance API: one event, MLflow's payload, a valid signature.
     api(url, "devi").transition(model, wf.SUBMIT, version, fields_for(wf.APPROVED_FOR_DEVELOPMENT, model, version), None)
     (first,) = receiver.wait_for(1)
@@ -427,7 +423,7 @@ def test_webhook_fires_once_for_the_api_and_the_local_cli_and_never_for_a_refusa
 def test_a_receiver_down_during_a_walk_loses_nothing(events_server, receiver, tmp_path):
     url, db = events_server
     model = unique("outage")
-    version = _new_version_in_development(url, model)
+    version = new_version_in_development(url, model)
     receiver.stop()
     steps = [r for r in PATH if r.scope == wf.VERSION_SCOPE]
     for i, row in enumerate(steps):
@@ -499,7 +495,7 @@ def test_two_workers_deliver_each_event_once_in_order(two_worker_server, monkeyp
     url = two_worker_server
     with registered_receiver(url, monkeypatch) as rec:
         model = unique("workers")
-        version = _new_version_in_development(url, model)
+        version = new_version_in_development(url, model)
         for i, row in enumerate(r for r in PATH if r.scope == wf.VERSION_SCOPE):
             if i == 3:
                 rec.stop()  # down for a while: both workers retry, neither sends twice

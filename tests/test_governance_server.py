@@ -80,6 +80,17 @@ def create_version(url: str, user: str, model: str) -> int:
     return int(r.json()["model_version"]["version"])
 
 
+def new_version_in_development(url: str, model: str) -> int:
+    """A model walked over the API to Approved for Development, and a new version of it."""
+    role_user = {role: user for user, role in USERS.items()}
+    api(url, "olivia").initiate(model, "flight delay prediction", "high", None)
+    for row in PATH:
+        if row.scope == wf.VERSION_SCOPE:
+            break
+        api(url, role_user[row.role]).transition(model, row.action, None, fields_for(row.source, model, None), None)
+    return create_version(url, "devi", model)
+
+
 def test_walk_to_ready_to_use_over_rest(governance_server):
     url = governance_server
     model = unique("srv")

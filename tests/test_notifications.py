@@ -32,7 +32,14 @@ from mlflow_governance.rest_client import RestGovernance
 from tests.conftest import ROLE_USER, USERS, acting, free_port, unique
 from tests.governance_helpers import PATH, fields_for, walk_version_to
 from tests.servers import mlflow_server
-from tests.test_governance_server import ADMIN_PASSWORD, api, create_version, password, server_env
+from tests.test_governance_server import (
+    ADMIN_PASSWORD,
+    api,
+    create_version,
+    new_version_in_development,
+    password,
+    server_env,
+)
 
 aiosmtpd = pytest.importorskip("aiosmtpd.controller", reason="aiosmtpd is in the test extra (pip install -e .[test])")
 
@@ -181,15 +188,6 @@ def _mailed(mail: MailServer, model: str) -> list[tuple[int, str]]:
     return sorted((event_id(m), rcpt(m)) for m in mail.about(model))
 
 
-def _to_development(url: str, model: str) -> int:
-    api(url, "olivia").initiate(model, "flight delay prediction", "high", None)
-    for row in PATH:
-        if row.scope == wf.VERSION_SCOPE:
-            break
-        api(url, ROLE_USER[row.role]).transition(model, row.action, None, fields_for(row.source, model, None), None)
-    return create_version(url, "devi", model)
-
-
 def test_holders_of_the_waiting_role_are_mailed_after_each_step_and_the_owner_after_a_reject(people_server, mail,
                                                                                               hook):
     url, _ = people_server
@@ -242,7 +240,7 @@ def test_holders_of_the_waiting_role_are_mailed_after_each_step_and_the_owner_af
 def test_a_mail_server_down_during_a_walk_delays_nothing_and_loses_nothing(people_server, mail, tmp_path):
     url, db = people_server
     model = unique("maildown")
-    version = _to_development(url, model)
+    version = new_version_in_development(url, model)
     mail.wait_for(model, 3)  # the model-scope steps' mail
     mail.stop()
     try:

@@ -175,14 +175,39 @@ def acquire(
                 side.notes.append(f"fell back from ADBC to SQLAlchemy: {exc}")
 
 
-def _run(
-    left, right, paths, out: Path, spec: JoinSpec, months, chunk_rows: int, label: str, force: bool
-) -> AcquisitionResult:
+@contextmanager
+def parquet_output(out: Path, schema: pa.Schema, force: bool) -> Iterator[pq.ParquetWriter]:
+    """A Parquet writer for the acquired file ``out`` (text columns dictionary-encoded).
+
+    It writes a temporary file beside ``out``, installed at ``out`` once the block ends and the
+    writer is closed (never replacing a file without ``force``, `outputs.install`); on any failure
+    the temporary file is removed and ``out`` is left as it was. Both engines write through it.
+    """
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise AcquisitionError(f"cannot write {out}: cannot create directory {out.parent} ({exc.strerror or exc})") from None
     tmp = outputs.temporary_path(out)
+    text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    try:
+        try:
+            parquet = pq.ParquetWriter(tmp, schema, use_dictionary=text)
+        except OSError as exc:
+            raise AcquisitionError(f"cannot write {out}: cannot create {tmp.name} in {out.parent} ({exc})") from None
+        with parquet as writer:
+            yield writer
+        try:
+            outputs.install(tmp, out, force)
+        except ValueError as exc:
+            raise AcquisitionError(str(exc)) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _run(
+    left, right, paths, out: Path, spec: JoinSpec, months, chunk_rows: int, label: str, force: bool
+) -> AcquisitionResult:
     schema = output_schema(left.schema, right.schema, spec.key)
     stats = JoinStats()
     profiler = Profiler(schema, label=label)
@@ -192,12 +217,7 @@ def _run(
     right_batches = readers.prefetch(readers.stream(right, paths["airports"], chunk_rows), name="airports-reader")
     started = time.perf_counter()
     try:
-        text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
-        try:
-            parquet = pq.ParquetWriter(tmp, schema, use_dictionary=text)
-        except OSError as exc:
-            raise AcquisitionError(f"cannot write {out}: cannot create {tmp.name} in {out.parent} ({exc})") from None
-        with parquet as writer, ThreadPoolExecutor(1, "parquet-writer") as sink:
+        with parquet_output(out, schema, force) as writer, ThreadPoolExecutor(1, "parquet-writer") as sink:
             def write(table: pa.Table) -> None:
                 profiler.update(table)
                 writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
@@ -223,13 +243,6 @@ def _run(
             provenance = {"months": list(months), "join_spec": spec.describe(), "join": _join_info(spec, stats),
                           "sources": {"flights": left.describe(), "airports": right.describe()}}
             writer.add_key_value_metadata({PROVENANCE_KEY: json.dumps(provenance, default=str)})
-        try:
-            outputs.install(tmp, out, force)
-        except ValueError as exc:
-            raise AcquisitionError(str(exc)) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     finally:
         left_batches.close()
         right_batches.close()

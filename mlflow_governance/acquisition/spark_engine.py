@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
-from mlflow_governance import flights, outputs
+from mlflow_governance import flights
 from mlflow_governance.acquisition import jdbc, readers
 from mlflow_governance.acquisition.errors import AcquisitionError
 from mlflow_governance.acquisition.join import JoinSpec, JoinStats, output_schema
@@ -334,46 +334,32 @@ def _merge(fs, path: str, schema: pa.Schema, key: str, out: Path, force: bool, p
     """Spark's part files, in key order, into one Parquet file at ``out`` (atomically); its row count."""
     from mlflow_governance.acquisition import pipeline
 
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise AcquisitionError(f"cannot write {out}: cannot create directory {out.parent} ({exc.strerror or exc})") from None
-    tmp = outputs.temporary_path(out)
-    text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
     rows, last = 0, None
-    try:
-        with pq.ParquetWriter(tmp, schema, use_dictionary=text) as writer:
-            pending: list[pa.RecordBatch] = []
-            pending_rows = 0
-            for part in _part_files(fs, path):
-                with fs.open_input_file(part) as handle:
-                    for batch in pq.ParquetFile(handle).iter_batches(batch_size=pipeline.ROW_GROUP_ROWS):
-                        batch = readers.conform(batch.select(schema.names), schema)
-                        keys = batch.column(key)
-                        if len(keys):
-                            first = keys[0].as_py()
-                            if last is not None and first < last:
-                                raise AcquisitionError(f"Spark's part files are not ordered by {key}")
-                            last = keys[-1].as_py()
-                        pending.append(batch)
-                        pending_rows += batch.num_rows
-                        if pending_rows >= pipeline.ROW_GROUP_ROWS:
-                            table = pa.Table.from_batches(pending, schema=schema)
-                            writer.write_table(table.slice(0, pipeline.ROW_GROUP_ROWS), row_group_size=pipeline.ROW_GROUP_ROWS)
-                            rest = table.slice(pipeline.ROW_GROUP_ROWS)
-                            pending, pending_rows = rest.to_batches(), rest.num_rows
-                            rows += pipeline.ROW_GROUP_ROWS
-            if pending_rows:
-                writer.write_table(pa.Table.from_batches(pending, schema=schema), row_group_size=pipeline.ROW_GROUP_ROWS)
-                rows += pending_rows
-            writer.add_key_value_metadata({pipeline.PROVENANCE_KEY: json.dumps(provenance, default=str)})
-        try:
-            outputs.install(tmp, out, force)
-        except ValueError as exc:
-            raise AcquisitionError(str(exc)) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with pipeline.parquet_output(out, schema, force) as writer:
+        pending: list[pa.RecordBatch] = []
+        pending_rows = 0
+        for part in _part_files(fs, path):
+            with fs.open_input_file(part) as handle:
+                for batch in pq.ParquetFile(handle).iter_batches(batch_size=pipeline.ROW_GROUP_ROWS):
+                    batch = readers.conform(batch.select(schema.names), schema)
+                    keys = batch.column(key)
+                    if len(keys):
+                        first = keys[0].as_py()
+                        if last is not None and first < last:
+                            raise AcquisitionError(f"Spark's part files are not ordered by {key}")
+                        last = keys[-1].as_py()
+                    pending.append(batch)
+                    pending_rows += batch.num_rows
+                    if pending_rows >= pipeline.ROW_GROUP_ROWS:
+                        table = pa.Table.from_batches(pending, schema=schema)
+                        writer.write_table(table.slice(0, pipeline.ROW_GROUP_ROWS), row_group_size=pipeline.ROW_GROUP_ROWS)
+                        rest = table.slice(pipeline.ROW_GROUP_ROWS)
+                        pending, pending_rows = rest.to_batches(), rest.num_rows
+                        rows += pipeline.ROW_GROUP_ROWS
+        if pending_rows:
+            writer.write_table(pa.Table.from_batches(pending, schema=schema), row_group_size=pipeline.ROW_GROUP_ROWS)
+            rows += pending_rows
+        writer.add_key_value_metadata({pipeline.PROVENANCE_KEY: json.dumps(provenance, default=str)})
     return rows
 
 
