@@ -65,8 +65,11 @@ def test_summer_traffic_turns_the_sidecar_red_until_the_owner_reviews_it(product
         reject = next(r for r in reversed(rows) if r["action"] == wf.REJECT)
         assert (reject["actor"], reject["role"], reject["outcome"]) == ("mona", wf.MODEL_MONITOR, "allowed")
         assert "drift.share_drifted=" in reject["comment"]
-        status = sidecar.get("/status").json()
-        assert status["usability"] == wf.USABILITY_REJECT and status["serving"] is False
+        # The 423 came from the worker this session's connection reached; each worker reads
+        # governance on its own clock (a 1-second cache), so /status, on a fresh connection, waits for it.
+        status = eventually(lambda: (st := sidecar.get("/status").json())["serving"] is False and st,
+                            timeout=10, interval=0.2, what="/status saying the sidecar does not serve")
+        assert status["usability"] == wf.USABILITY_REJECT, status
         assert status["last_evaluation"]["usability_action"] == "reject"
 
         with acting("olivia"):
