@@ -12,6 +12,13 @@ ModelMonitor service user, configured like any client's), audited with the figur
 the scoring workers then refuse with 423 until the owner re-accepts. A staging version is
 evaluated and recorded but never changes usability.
 
+Each evaluation also records who is behind its window: the callers who had its rows scored and
+the labellers of their current labels (``callers`` and ``labellers`` of the evaluation row,
+``{name: rows}``, `ANONYMOUS` for rows without one); a reject's audit comment names the biggest
+of them (`who_summary`), so that a breach brought about by forged traffic or forged labels points
+at whoever sent them. Only the current label of a request id counts (`schema`: a corrected label
+is kept, superseded, and never read here).
+
 Under heavy traffic the rows arrive faster than any schedule by rows, so the monitor bounds its own
 CPU: evaluations are at least ``min_interval_seconds`` apart, and after one that cost ``c`` CPU
 seconds the next waits until the monitor has used no more than ``cpu_share`` of one core. The
@@ -30,6 +37,7 @@ import logging
 import tempfile
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,22 +59,26 @@ DEFAULT_CPU_SHARE = 0.2
 DEFAULT_REPORT_EVERY_SECONDS = 300.0
 POLL_SECONDS = 1.0
 REPORT_ARTIFACT = "monitoring/evidently_drift.html"
+ANONYMOUS = "(anonymous)"  # rows scored or labelled without a caller identity (--no-auth)
+WHO_NAMES = 3  # names shown in a reject's comment per list, the rest counted
+WHO_NAME_CHARS = 64  # a name longer than this is cut in the comment
 
 
-def read_window(engine: sa.Engine, model: str, version: int, rows: int, staging: bool = False, after_seq: int = 0):
-    """The latest ``rows`` scored rows of ``model`` version ``version`` (logged after ``after_seq``)
-    as a monitor `Window`, with the latest feedback label of each row where there is one;
-    (window, last seq) or (None, 0)."""
+def _read(engine: sa.Engine, model: str, version: int, rows: int, staging: bool = False, after_seq: int = 0):
+    """(window, last seq, callers, labellers) of the latest ``rows`` scored rows, or (None, 0, {}, {})."""
     from mlflow_governance.monitoring.base import Window
     from mlflow_governance.training.data import feature_frame
 
     p, f = schema.payload, schema.feedback
-    latest = (
-        sa.select(f.c.request_id, sa.func.max(f.c.seq).label("seq")).group_by(f.c.request_id).subquery("latest")
+    current = f.c.superseded_by.is_(None)
+    latest = (  # one current label per id (max: an older database not migrated yet may hold several)
+        sa.select(f.c.request_id, sa.func.max(f.c.seq).label("seq")).where(current).group_by(f.c.request_id)
+        .subquery("latest")
     )
     label = f.alias("label")
     query = (
-        sa.select(p.c.seq, p.c.features, p.c.prediction, p.c.probability, label.c.label)
+        sa.select(p.c.seq, p.c.features, p.c.prediction, p.c.probability, p.c.caller, label.c.label,
+                  label.c.labeller)
         .select_from(p.outerjoin(latest, latest.c.request_id == p.c.request_id)
                      .outerjoin(label, label.c.seq == latest.c.seq))
         .where(p.c.model == model, p.c.version == int(version), p.c.staging == bool(staging),
@@ -77,13 +89,41 @@ def read_window(engine: sa.Engine, model: str, version: int, rows: int, staging:
     with engine.connect() as conn:
         found = conn.execute(query).all()
     if not found:
-        return None, 0
+        return None, 0, {}, {}
     found = found[::-1]  # oldest first
     features = feature_frame(pd.DataFrame([json.loads(r.features) for r in found]))
     labels = np.array([np.nan if r.label is None else int(r.label) for r in found], dtype="float64")
     window = Window(features, np.array([r.prediction for r in found], dtype="int64"),
                     np.array([r.probability for r in found], dtype="float64"), labels)
-    return window, int(found[-1].seq)
+    callers = Counter(ANONYMOUS if r.caller is None else r.caller for r in found)
+    labellers = Counter(ANONYMOUS if r.labeller is None else r.labeller for r in found if r.label is not None)
+    return window, int(found[-1].seq), dict(callers.most_common()), dict(labellers.most_common())
+
+
+def read_window(engine: sa.Engine, model: str, version: int, rows: int, staging: bool = False, after_seq: int = 0):
+    """The latest ``rows`` scored rows of ``model`` version ``version`` (logged after ``after_seq``)
+    as a monitor `Window`, with the current feedback label of each row where there is one;
+    (window, last seq) or (None, 0)."""
+    window, top, _, _ = _read(engine, model, version, rows, staging, after_seq)
+    return window, top
+
+
+def who_summary(counts: dict[str, int] | None, limit: int = WHO_NAMES) -> str:
+    """``alice (4,000), bob (900) and 3 others``: the ``limit`` biggest names of ``{name: rows}``."""
+    if not counts:
+        return "nobody"
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    shown = []
+    for name, n in ranked[:limit]:
+        name = " ".join(str(name).split())  # one line: no newline of a name reaches the audit comment
+        if len(name) > WHO_NAME_CHARS:
+            name = name[:WHO_NAME_CHARS - 3] + "..."
+        shown.append(f"{name} ({n:,})")
+    text = ", ".join(shown)
+    rest = len(ranked) - limit
+    if rest > 0:
+        text += f" and {rest} other{'s' if rest > 1 else ''}"
+    return text
 
 
 def new_rows(engine: sa.Engine, model: str, version: int, after_seq: int, staging: bool = False) -> tuple[int, int]:
@@ -96,8 +136,10 @@ def new_rows(engine: sa.Engine, model: str, version: int, after_seq: int, stagin
     return int(count or 0), int(top or after_seq)
 
 
-def breach_comment(evaluation, run_id: str | None) -> str:
-    """The audit comment of a monitor's reject: every breached figure against its bound."""
+def breach_comment(evaluation, run_id: str | None, callers: dict[str, int] | None = None,
+                   labellers: dict[str, int] | None = None) -> str:
+    """The audit comment of a monitor's reject: every breached figure against its bound, and who is
+    behind the window (the biggest callers and labellers, when given)."""
     parts = []
     for result in evaluation.results:
         for f in result.figures:
@@ -105,7 +147,12 @@ def breach_comment(evaluation, run_id: str | None) -> str:
                 value = "undefined" if f.value is None else f"{f.value:.4f}"
                 parts.append(f"{result.monitor}: {f.key}={value} (needs {f.comparison} {f.threshold})")
     run = f"; evaluation run {run_id}" if run_id else ""
-    return f"monitor breach on live traffic: {'; '.join(parts)}{run}; configuration {evaluation.digest}"
+    who = ""
+    if callers is not None:
+        who += f"; rows scored for {who_summary(callers)}"
+    if labellers is not None:
+        who += f"; labels by {who_summary(labellers)}"
+    return f"monitor breach on live traffic: {'; '.join(parts)}{run}; configuration {evaluation.digest}{who}"
 
 
 def breaches_of(evaluation) -> list[dict[str, Any]]:
@@ -222,7 +269,8 @@ class Watcher:
             self.last = {"verdict": None, "reason": f"{self.model!r} has no production version to watch"}
             return None
         self._follow_review(version, status)
-        window, top = read_window(self.engine, self.model, version, self.window_rows, self.staging, self._floor_seq)
+        window, top, callers, labellers = _read(self.engine, self.model, version, self.window_rows, self.staging,
+                                                self._floor_seq)
         if window is None:
             self.last = {"verdict": None, "version": version, "reason": "no scored rows yet"}
             return None
@@ -234,10 +282,11 @@ class Watcher:
         comment = None
         if (evaluation.verdict == BREACH and not self.staging and status.get("stage") == workflow.READY_TO_USE
                 and status.get("usability") == workflow.USABILITY_ACCEPT):
-            comment = breach_comment(evaluation, run_id)
+            comment = breach_comment(evaluation, run_id, callers, labellers)
             try:
                 evidence = {"monitor": "production", "run_id": run_id, "config_digest": evaluation.digest,
-                            "rows": len(window), "breaches": breaches_of(evaluation)}
+                            "rows": len(window), "breaches": breaches_of(evaluation),
+                            "callers": who_summary(callers), "labellers": who_summary(labellers)}
                 self.governance.transition(self.model, workflow.REJECT, version, comment=comment, evidence=evidence)
                 action = workflow.USABILITY_REJECT
                 self._usability = workflow.USABILITY_REJECT
@@ -245,11 +294,12 @@ class Watcher:
             except Exception as exc:  # noqa: BLE001 - recorded and retried at the next evaluation
                 comment = f"the reject was refused: {getattr(exc, 'message', None) or exc}"
                 log.error("monitor could not reject %s version %s: %s", self.model, version, comment)
-        self._record(version, len(window), evaluation, run_id, action)
+        self._record(version, len(window), evaluation, run_id, action, callers, labellers)
         self._seen_seq, self._last_run = top, time.monotonic()
         self._last_cost = time.thread_time() - started_cpu
         self.last = {"verdict": evaluation.verdict, "version": version, "reason": evaluation.reason,
                      "run_id": run_id, "usability_action": action, "comment": comment,
+                     "callers": callers, "labellers": labellers,
                      "figures": evaluation.figures(), "report": report, "cpu_seconds": round(self._last_cost, 3)}
         return evaluation
 
@@ -292,13 +342,16 @@ class Watcher:
             log.error("could not log the monitoring run for %s version %s: %s", self.model, version, exc)
             return None
 
-    def _record(self, version: int, rows: int, evaluation, run_id: str | None, action: str | None) -> None:
+    def _record(self, version: int, rows: int, evaluation, run_id: str | None, action: str | None,
+                callers: dict[str, int] | None = None, labellers: dict[str, int] | None = None) -> None:
         with self.engine.begin() as conn:
             conn.execute(schema.evaluation.insert().values(
                 ts=int(time.time() * 1000), model=self.model, version=version, rows=rows,
                 verdict=evaluation.verdict, reason=evaluation.reason,
                 figures=json.dumps(evaluation.figures(), default=str), breaches=json.dumps(breaches_of(evaluation)),
                 run_id=run_id, usability_action=action, config_digest=evaluation.digest,
+                callers=None if callers is None else json.dumps(callers),
+                labellers=None if labellers is None else json.dumps(labellers),
             ))
 
     # --- the schedule --------------------------------------------------------------------
