@@ -7,6 +7,12 @@ recorded on the governed model as the acting ModelDataEngineer (``MLGOV_USER``).
 ``-P output=/abs/path.parquet`` follows the rule of ``mlgov acquire --output``: an existing file
 is replaced only with ``-P force=true``; a directory or a special file never (exit 2, one line,
 before any database is read; the run ``mlflow run`` started is then marked FAILED).
+
+Passwords never go in ``-P`` (MLflow records every ``-P`` value as a run parameter before this
+file runs): give ``flights_url``/``airports_url`` without one and set ``MLGOV_DB_PASSWORD_FLIGHTS``
+/ ``MLGOV_DB_PASSWORD_AIRPORTS`` (or, for PostgreSQL, ``PGPASSWORD`` / ``~/.pgpass``) in the
+environment of ``mlflow run``. A URL with a password or a secret query value is refused (exit 2,
+one line) and erased from the run's recorded parameters (`mlflow_governance.project_secrets`).
 """
 
 from __future__ import annotations
@@ -36,6 +42,11 @@ def entry() -> None:
               help="true: replace an existing output file (never a directory or a special file).")
 def acquire(**kwargs) -> None:
     """Acquire, profile and catalogue the training set."""
+    from mlflow_governance.project_secrets import refuse_secrets, with_password
+
+    refuse_secrets({"flights_url": kwargs["flights_url"], "airports_url": kwargs["airports_url"]}, entry="acquire")
+    kwargs["flights_url"] = with_password(kwargs["flights_url"], "flights")
+    kwargs["airports_url"] = with_password(kwargs["airports_url"], "airports")
     if kwargs["output"] and not os.path.isabs(os.path.expanduser(kwargs["output"])):
         raise click.BadParameter(
             f"{kwargs['output']!r} is relative, but mlflow run executes in the project directory: "

@@ -8,6 +8,13 @@ Reads the model's governance status and runs whichever of ``acquire``, ``train``
 and ``monitor`` is due (`mlflow_governance.pipeline`), each as its own MLflow run; stops (exit 0)
 where the next move belongs to a person, naming the role. Errors are one line and an exit code:
 2 bad input, 3 refused, 4 unknown model, or the failed step's own code.
+
+Database passwords never go in ``-P`` (MLflow records every ``-P`` value, here and in each stage
+run, as a run parameter): give the URLs without them and set ``MLGOV_DB_PASSWORD_FLIGHTS``,
+``MLGOV_DB_PASSWORD_AIRPORTS`` and ``MLGOV_DB_PASSWORD_PAYLOAD`` (or, for PostgreSQL,
+``PGPASSWORD`` / ``~/.pgpass``) in the environment; the stages inherit it. A URL with a password
+or a secret query value is refused (exit 2, one line) and erased from the pipeline run's recorded
+parameters (`mlflow_governance.project_secrets`), before any stage starts.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import click
 
 from mlflow_governance.cli.common import GovernanceGroup
 from mlflow_governance.pipeline import STEPS, PipelineParams, StepFailed, run_pipeline
+from mlflow_governance.project_secrets import refuse_secrets
 
 PROJECT = pathlib.Path(__file__).resolve().parents[1]
 TRUE, FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off", ""}
@@ -46,6 +54,8 @@ def main(argv: list[str] | None = None) -> None:
     for step in STEPS:
         parser.add_argument(f"--{step.user_param.replace('_', '-')}", default="", help=f"the {step.role}")
     args = parser.parse_args(argv)
+    refuse_secrets({"flights_url": args.flights_url, "airports_url": args.airports_url,
+                    "payload_url": args.payload_url}, entry="pipeline")
     quick = args.quick.strip().lower()
     if quick not in TRUE | FALSE:
         bad_input(f"quick must be true or false, not {args.quick!r}")

@@ -15,6 +15,7 @@ from urllib.parse import quote
 import sqlalchemy as sa
 
 from mlflow_governance.acquisition.errors import AcquisitionError
+from mlflow_governance.urls import UNPARSABLE, mask_url, scrub
 
 # The embedded default: two SQLite files in the working directory.
 DEFAULT_FLIGHTS_URL = "sqlite:///flights.db"
@@ -32,18 +33,20 @@ def parse_url(url: str, role: str) -> sa.URL:
         parsed = sa.make_url(str(url).strip())
     except Exception:
         raise AcquisitionError(
-            f"the {role} database URL {str(url)!r} is not a SQLAlchemy URL "
+            f"the {role} database URL {display_url(str(url))!r} is not a SQLAlchemy URL "
             "(for example postgresql://user@host:5432/db, sqlite:///path.db, db2+ibm_db://user:pw@host:50000/DB)"
         ) from None
     return parsed
 
 
 def display_url(url: str | sa.URL) -> str:
-    """The URL with its password masked, for logs, params and messages."""
+    """The URL with its password and secret query values masked (`mlflow_governance.urls.mask_url`),
+    for logs, params and messages."""
     try:
-        return sa.make_url(str(url) if not isinstance(url, sa.URL) else url).render_as_string(hide_password=True)
+        text = url.render_as_string(hide_password=False) if isinstance(url, sa.URL) else str(url)
     except Exception:
-        return "<unparsable URL>"
+        return UNPARSABLE
+    return mask_url(text)
 
 
 def sqlite_path(url: sa.URL) -> Path | None:
@@ -71,7 +74,8 @@ def create_engine(url: str | sa.URL, role: str, *, must_exist: bool = True) -> s
     try:
         return sa.create_engine(parsed, **kwargs)
     except Exception as exc:  # unknown dialect, missing driver
-        raise AcquisitionError(f"cannot use the {role} database {display_url(parsed)}: {_first_line(exc)}") from None
+        raise AcquisitionError(f"cannot use the {role} database {display_url(parsed)}: "
+                               f"{scrub(_first_line(exc), parsed.render_as_string(hide_password=False))}") from None
 
 
 def check_connection(engine: sa.Engine, role: str) -> None:
@@ -85,7 +89,7 @@ def check_connection(engine: sa.Engine, role: str) -> None:
 
 def connection_error(exc: BaseException, engine: sa.Engine, role: str) -> AcquisitionError:
     """A message naming the database and the driver's reason, without its traceback."""
-    reason = _first_line(getattr(exc, "orig", exc))
+    reason = scrub(_first_line(getattr(exc, "orig", exc)), engine.url.render_as_string(hide_password=False))
     hint = ""
     if engine.url.get_backend_name() in SERVER_DATABASES and ("does not exist" in reason or "Unknown database" in reason):
         hint = " (mlgov sources seed --create-database creates it)"
@@ -126,7 +130,8 @@ def create_database_if_missing(engine: sa.Engine, role: str) -> bool:
             return True
     except sa.exc.SQLAlchemyError as exc:
         raise AcquisitionError(
-            f"cannot create the {role} database {display_url(engine.url)}: {_first_line(getattr(exc, 'orig', exc))}"
+            f"cannot create the {role} database {display_url(engine.url)}: "
+            f"{scrub(_first_line(getattr(exc, 'orig', exc)), engine.url.render_as_string(hide_password=False))}"
         ) from None
     finally:
         server.dispose()

@@ -9,6 +9,8 @@ from typing import Any
 import click
 from mlflow.exceptions import MlflowException
 
+from mlflow_governance.urls import mask_url, scrub
+
 # Exit codes by MLflow error code: 2 bad input (click's own), 3 refused, 4 not found,
 # 6 server unreachable, 1 other (and a broken audit chain).
 EXIT_UNREACHABLE = 6
@@ -34,7 +36,7 @@ class GovernanceGroup(click.Group):
             click.echo(f"Error: {message}", err=True)
             sys.exit(code)
         except (ValueError, FileNotFoundError, PermissionError) as exc:
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {scrub(str(exc))}", err=True)
             sys.exit(2)
 
 
@@ -52,9 +54,10 @@ def one_line(exc: MlflowException) -> tuple[str, int]:
         found = re.search(r"https?://[^\s'\"]+|host='([^']+)', port=(\d+)", message)
         where = found.group(0) if found and not found.group(1) else (
             f"http://{found.group(1)}:{found.group(2)}" if found else "the tracking server")
-        return (f"cannot reach {where} (connection refused or host unreachable): is the server running? "
-                "(check MLFLOW_TRACKING_URI)"), EXIT_UNREACHABLE
-    return message.splitlines()[0] if message else str(exc), EXIT_CODES.get(exc.error_code, 1)
+        return (f"cannot reach {mask_url(where) if '://' in where else where} (connection refused or host "
+                "unreachable): is the server running? (check MLFLOW_TRACKING_URI)"), EXIT_UNREACHABLE
+    # Any URL quoted in the message (a tracking URI, a database) is shown masked.
+    return scrub(message.splitlines()[0] if message else str(exc)), EXIT_CODES.get(exc.error_code, 1)
 
 
 def parse_assignments(values: tuple[str, ...]) -> dict[str, str]:
