@@ -33,14 +33,15 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from mlflow_governance import workflow
-from mlflow_governance.acquisition.databases import display_url
+from mlflow_governance.urls import mask_url, scrub
 
 REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 class TraceError(Exception):
-    """A trace that cannot start; ``kind`` is ``invalid`` (exit 2, 400), ``unknown`` (exit 4,
-    404) or ``unavailable`` (exit 6, 503)."""
+    """A trace that cannot start; ``kind`` is ``invalid`` (exit 2, 400), ``refused`` (exit 3,
+    403: the caller may not read the row's model), ``unknown`` (exit 4, 404) or ``unavailable``
+    (exit 6, 503). The message names a database only masked (`mlflow_governance.urls.mask_url`)."""
 
     def __init__(self, kind: str, message: str):
         super().__init__(message)
@@ -87,6 +88,14 @@ def _when(ms: int | None) -> str | None:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
 
 
+def display_url(url: str | sa.URL) -> str:
+    """A payload URL as messages and the trace show it: password and secret query values masked."""
+    try:
+        return mask_url(url.render_as_string(hide_password=False) if isinstance(url, sa.URL) else str(url))
+    except Exception:  # noqa: BLE001 - a display helper never fails
+        return mask_url(None)
+
+
 def open_payload_database(payload_url: str) -> sa.Engine:
     """An engine on an existing payload database, for reading: `TraceError` ``invalid`` for a URL
     that is not one, ``unavailable`` for a SQLite file that does not exist (never created here)."""
@@ -95,32 +104,71 @@ def open_payload_database(payload_url: str) -> sa.Engine:
     try:
         parsed = sa.make_url(payload_url)
         backend = parsed.get_backend_name()
-    except (sa.exc.ArgumentError, ValueError):
-        raise TraceError("invalid", f"{payload_url[:80]!r} is not a database URL (sqlite:///PATH, "
-                                    "postgresql://...)") from None
+    except (sa.exc.ArgumentError, ValueError, TypeError):
+        raise TraceError("invalid", f"the payload URL {display_url(str(payload_url)[:200])} is not a database URL "
+                                    "(sqlite:///PATH, postgresql://...)") from None
     if backend == "sqlite" and (parsed.database in (None, "", ":memory:") or not Path(parsed.database).is_file()):
         raise TraceError("unavailable", f"the payload database {display_url(parsed)} does not exist (no such file): "
                                         "give the sidecar's --payload-url")
     connect_args = {"connect_timeout": 5} if backend in ("postgresql", "mysql", "mariadb") else {}
     try:
         return sa.create_engine(parsed, connect_args=connect_args)
-    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ValueError):
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ValueError, TypeError):
         raise TraceError("invalid", f"{display_url(parsed)} is not a database URL this installation can open "
                                     "(sqlite:///PATH, postgresql://...)") from None
 
 
+# What a driver says when the URL names something that is not a database at all (a text file,
+# an image...): bad input, exit 2, not an outage.
+_NOT_A_DATABASE = ("file is not a database", "not a database", "file is encrypted")
+
+
+def _database_problem(exc: sa.exc.DBAPIError, where: str, url: str) -> TraceError:
+    """The one-line `TraceError` of a database error while reading the payload table (never the
+    driver's SQL text, its parameters or a traceback)."""
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    lowered = reason.lower()
+    if "no such table" in lowered or "does not exist" in lowered and "relation" in lowered:
+        return TraceError("unknown", f"{where} has no payload table")
+    if any(mark in lowered for mark in _NOT_A_DATABASE):
+        return TraceError("invalid", f"the payload URL names {where}, which is not a database "
+                                     f"({scrub(reason, url)[:200]}): give the sidecar's --payload-url")
+    if "no such column" in lowered or ("column" in lowered and "does not exist" in lowered):
+        return TraceError("invalid", f"{where} is not a payload database this version reads "
+                                     f"({scrub(reason, url)[:200]})")
+    if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+        return TraceError("unavailable", f"the payload database {where} is not reachable")
+    return TraceError("invalid", f"the payload database {where} cannot be read as a payload database "
+                                 f"({type(getattr(exc, 'orig', None) or exc).__name__})")
+
+
+def _payload_table(conn) -> sa.Table:
+    """``mlgov_payload`` as this database has it: the sidecar's columns that exist there (an
+    older database has no ``caller`` column; its rows are traced without it)."""
+    from mlflow_governance.sidecar import schema
+
+    present = {c["name"] for c in sa.inspect(conn).get_columns(schema.payload.name)}
+    if not present:
+        raise sa.exc.NoSuchTableError(schema.payload.name)
+    return sa.Table(schema.payload.name, sa.MetaData(),
+                    *(sa.Column(c.name, c.type) for c in schema.payload.columns if c.name in present))
+
+
 def read_prediction(payload_url: str, request_id: str) -> dict[str, Any]:
-    """The payload row of ``request_id``; `TraceError` when unknown or the database is down."""
+    """The payload row of ``request_id`` (``caller`` None when not recorded or not a column of
+    this database); `TraceError` when unknown, not a payload database or unreachable."""
     from mlflow_governance.sidecar import schema
 
     engine = open_payload_database(payload_url)
     where = display_url(payload_url)
     try:
         with engine.connect() as conn:
-            row = conn.execute(sa.select(schema.payload).where(schema.payload.c.request_id == request_id)).first()
+            payload = _payload_table(conn)
+            row = conn.execute(sa.select(payload).where(payload.c.request_id == request_id)).first()
             if row is None:
                 raise TraceError("unknown", f"no scored row with request id {request_id} in {where}")
             found = dict(row._mapping)
+            found.setdefault("caller", None)
             feedback = conn.execute(
                 sa.select(schema.feedback.c.label, schema.feedback.c.ts)
                 .where(schema.feedback.c.request_id == request_id).order_by(schema.feedback.c.seq.desc())
@@ -129,10 +177,10 @@ def read_prediction(payload_url: str, request_id: str) -> dict[str, Any]:
             found["evaluations"] = _evaluations(conn, found)
     except sa.exc.NoSuchTableError:
         raise TraceError("unknown", f"{where} has no payload table") from None
-    except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-        if "no such table" in str(exc.orig if hasattr(exc, "orig") else exc):
-            raise TraceError("unknown", f"{where} has no payload table") from None
-        raise TraceError("unavailable", f"the payload database {where} is not reachable") from None
+    except sa.exc.DBAPIError as exc:
+        raise _database_problem(exc, where, str(payload_url)) from None
+    except sa.exc.SQLAlchemyError as exc:
+        raise TraceError("invalid", f"the payload database {where} cannot be read ({type(exc).__name__})") from None
     finally:
         engine.dispose()
     return found
@@ -273,7 +321,8 @@ def trace(request_id: str, payload_url: str, sources: Sources, authorize=None) -
     links: list[Link] = []
     links.append(Link("prediction", True, f"payload table mlgov_payload in {display_url(payload_url)}", {
         "request_id": request_id, "time": _when(ts), "model": model, "version": version,
-        "staging": bool(row["staging"]), "replica": row.get("replica"), "features": json.loads(row["features"]),
+        "staging": bool(row["staging"]), "replica": row.get("replica"), "caller": row.get("caller"),
+        "features": json.loads(row["features"]),
         "prediction": row["prediction"], "probability": row["probability"], "feedback": row["feedback"],
     }))
 
@@ -434,6 +483,9 @@ class ClientSources:
 # --- rendering -----------------------------------------------------------------------------------
 
 
+NOT_RECORDED = "(not recorded)"
+
+
 def _text_value(value: Any) -> str:
     if isinstance(value, dict | list):
         return json.dumps(value, default=str, sort_keys=True)
@@ -457,6 +509,9 @@ def render_text(result: dict[str, Any]) -> str:
                                  f"{s['from'] or '-'} -> {s['to'] or '-'}" + (f"  \"{s['comment']}\"" if s["comment"]
                                                                               else ""))
                 continue
+            if key == "caller" and link["name"] == "prediction":
+                lines.append(f"   caller: {value or NOT_RECORDED}")
+                continue
             lines.append(f"   {key}: {_text_value(value)}")
     return "\n".join(lines) + "\n"
 
@@ -479,7 +534,8 @@ def render_html(result: dict[str, Any]) -> str:
             parts.append(f"<p class='missing'>missing: {e(link['missing'])}</p>")
         parts.append("<table>")
         for key, value in link["data"].items():
-            parts.append(f"<tr><th>{e(key)}</th><td>{e(_text_value(value))}</td></tr>")
+            shown = (value or NOT_RECORDED) if key == "caller" and link["name"] == "prediction" else _text_value(value)
+            parts.append(f"<tr><th>{e(key)}</th><td>{e(shown)}</td></tr>")
         parts.append("</table>")
     parts.append("</body></html>")
     return "".join(parts)

@@ -29,7 +29,7 @@ from mlflow_governance.cli.common import EXIT_UNREACHABLE, echo_json, one_line
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
-TRACE_EXIT_CODES = {"invalid": EXIT_BAD_INPUT, "unknown": 4, "unavailable": EXIT_UNREACHABLE}
+TRACE_EXIT_CODES = {"invalid": EXIT_BAD_INPUT, "refused": 3, "unknown": 4, "unavailable": EXIT_UNREACHABLE}
 
 
 def _fail(message: str, code: int) -> NoReturn:

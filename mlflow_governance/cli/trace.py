@@ -4,8 +4,12 @@ Reads the scored row from the sidecar's payload database (``--payload-url``, def
 sidecar's own default; against a governance server without ``--payload-url``, the server's trace
 route answers from the payload database it is configured with) and follows it to the version, its approvals, validation, development
 run, training dataset and monitoring, through the configured registry (local, or a governance
-server with the caller's credentials). Exit 2 for a malformed request id or URL, 4 for an
-unknown request id, 6 when the payload database does not answer; one line on stderr.
+server with the caller's credentials). With ``--payload-url`` the row's model is first read as
+the caller (its governance status): a caller the registry refuses (MLflow's per-model READ
+permission on a governance server) is refused here too, before anything of the chain is read,
+as the server's trace route refuses them. Exit 2 for a malformed request id or URL (a file that
+is not a database included), 3 when the caller may not read the row's model, 4 for an unknown
+request id, 6 when the payload database does not answer; one line on stderr, URLs masked.
 """
 
 from __future__ import annotations
@@ -16,7 +20,30 @@ import click
 
 from mlflow_governance.cli.common import echo_json
 
-EXIT_CODES = {"invalid": 2, "unknown": 4, "unavailable": 6}
+EXIT_CODES = {"invalid": 2, "refused": 3, "unknown": 4, "unavailable": 6}
+REFUSALS = ("PERMISSION_DENIED", "UNAUTHENTICATED")
+
+
+def reader_check(governance):
+    """``authorize(model)`` for `mlflow_governance.trace.trace`: read the model's status as the
+    caller; a refusal by the registry (403/401) is a `TraceError` ``refused`` (exit 3). Any
+    other failure is left to the chain, which reports the link it could not follow."""
+    from mlflow.exceptions import MlflowException
+
+    from mlflow_governance.trace import TraceError
+    from mlflow_governance.urls import scrub
+
+    def authorize(model: str) -> None:
+        try:
+            governance.status(model)
+        except MlflowException as exc:
+            if exc.error_code in REFUSALS:
+                reason = scrub((exc.message or str(exc)).strip().splitlines()[0] if (exc.message or "").strip()
+                               else exc.error_code)
+                raise TraceError("refused", f"the request was answered by model {model!r}, which you may not read: "
+                                            f"{reason}") from None
+
+    return authorize
 
 
 @click.command("trace")
@@ -42,7 +69,8 @@ def trace_command(request_id, payload_url, fmt, output, force):
         if remote and payload_url is None:  # the server reads its own payload database
             result = sources.governance.backend.trace(request_id)
         else:
-            result = follow(request_id, payload_url or default_payload_url(), sources)
+            result = follow(request_id, payload_url or default_payload_url(), sources,
+                            authorize=reader_check(sources.governance))
     except TraceError as exc:
         click.echo(f"Error: {exc.message}", err=True)
         sys.exit(EXIT_CODES[exc.kind])
