@@ -409,6 +409,24 @@ MLGOV_USER = _EnvironmentVariable(
     description="The acting user of a local process (development mode); a server never reads it",
     default_doc="none",
 )
+MLGOV_DB_PASSWORD_FLIGHTS = _EnvironmentVariable(
+    "MLGOV_DB_PASSWORD_FLIGHTS", str, None, in_file=False, secret=True,
+    description="The password of the flights database for mlflow run -e acquire/pipeline, whose -P flights_url "
+    "names no password (MLflow records every -P value; PostgreSQL also reads PGPASSWORD or ~/.pgpass)",
+    default_doc="none: the URL as given",
+)
+MLGOV_DB_PASSWORD_AIRPORTS = _EnvironmentVariable(
+    "MLGOV_DB_PASSWORD_AIRPORTS", str, None, in_file=False, secret=True,
+    description="The password of the airports database for mlflow run -e acquire/pipeline, whose -P airports_url "
+    "names no password",
+    default_doc="none: the URL as given",
+)
+MLGOV_DB_PASSWORD_PAYLOAD = _EnvironmentVariable(
+    "MLGOV_DB_PASSWORD_PAYLOAD", str, None, in_file=False, secret=True,
+    description="The password of the payload database for mlflow run -e monitor/pipeline, whose -P payload_url "
+    "names no password",
+    default_doc="none: the URL as given",
+)
 MLGOV_CONFIG = _EnvironmentVariable(
     "MLGOV_CONFIG", str, None, in_file=False,
     description="The configuration file read by mlgov server and the governance app (--config overrides it)",

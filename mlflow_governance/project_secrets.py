@@ -48,14 +48,18 @@ import os
 import sys
 from collections.abc import Mapping
 
+from mlflow_governance import environment_variables as ev
 from mlflow_governance.urls import has_secret, mask_url
 
 EXIT_BAD_INPUT = 2
+# The password of each URL parameter of the entry points (declared settings, documented in the README).
+PASSWORD_VARIABLES = {"flights": ev.MLGOV_DB_PASSWORD_FLIGHTS, "airports": ev.MLGOV_DB_PASSWORD_AIRPORTS,
+                      "payload": ev.MLGOV_DB_PASSWORD_PAYLOAD}
 
 
 def password_variable(name: str) -> str:
     """The environment variable of the password of URL ``name`` (``flights``, ``airports``, ``payload``)."""
-    return f"MLGOV_DB_PASSWORD_{name.upper()}"
+    return PASSWORD_VARIABLES[name].name
 
 
 def with_password(url: str, name: str, environ: Mapping[str, str] | None = None) -> str:
