@@ -22,6 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from mlflow_governance.html_safety import safe_report_html
+
 HTML_SAMPLE_ROWS = 50_000
 TOP_VALUES = 10
 _MAX_COUNTED_VALUES = 100  # value counts are kept for columns with at most this many distinct values
@@ -185,7 +187,8 @@ def sample_frame(path: str | Path, max_rows: int = HTML_SAMPLE_ROWS):
 
 
 def evidently_html(frame, key: str | None, label: str | None) -> str:
-    """evidently's data summary report of ``frame`` as a standalone HTML page."""
+    """evidently's data summary report of ``frame`` as a standalone HTML page, made safe against
+    values that would end its data script early (`mlflow_governance.html_safety`)."""
     import tempfile
 
     import pandas as pd
@@ -208,7 +211,7 @@ def evidently_html(frame, key: str | None, label: str | None) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "report.html"
         snapshot.save_html(str(out))
-        return out.read_text(encoding="utf-8")
+        return safe_report_html(out.read_text(encoding="utf-8"))
 
 
 def _fmt(value: Any) -> str:

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlflow_governance.html_safety import safe_report_html
 from mlflow_governance.monitoring.base import (
     BREACH,
     INFO,
@@ -221,8 +222,10 @@ class DriftMonitor:
         return Report([preset]).run(current, self._reference_dataset)
 
     def evidently_html(self, window: Window) -> str:
-        """evidently's own HTML drift report of ``window`` against the reference (self-contained page)."""
-        return self.evidently_snapshot(window).get_html_str(as_iframe=False)
+        """evidently's own HTML drift report of ``window`` against the reference (self-contained page),
+        made safe against scored values that would end its data script early
+        (`mlflow_governance.html_safety`)."""
+        return safe_report_html(self.evidently_snapshot(window).get_html_str(as_iframe=False))
 
 
 def _wasserstein(ref: _FeatureReference, current: pd.Series) -> float:

@@ -2,7 +2,9 @@
 
 The page puts the verdict first, then every figure against its threshold, the confusion matrix
 and ROC curve (PNG images embedded as data URIs), the fairness and drift tables and evidently's
-own drift report (embedded in an ``iframe`` ``srcdoc``, so the page needs no other file). The
+own drift report (embedded in an ``iframe`` ``srcdoc``, so the page needs no other file; the frame is
+sandboxed with scripts only, so evidently's JavaScript runs but cannot reach this page, and the
+report is first made safe by `mlflow_governance.html_safety`). The
 JSON is keyed by figure (``quality.accuracy``, ``drift.share_drifted``...), each with its
 threshold and verdict, plus the overall verdict and the configuration digest. When the validation
 ran the UAT smoke test (`mlflow_governance.validation.smoke`), the JSON has its result under
@@ -18,6 +20,7 @@ from typing import Any
 
 from jinja2 import Environment, select_autoescape
 
+from mlflow_governance.html_safety import safe_report_html
 from mlflow_governance.monitoring.suite import Evaluation
 
 REPORT_SCHEMA = 1
@@ -150,7 +153,7 @@ over {{ smoke.latency_ms.calls }} calls.</p>
 {% for row in rows %}<tr>{% for value in row.values() %}<td>{{ show(value) }}</td>{% endfor %}</tr>{% endfor %}
 </table>{% endfor %}{% endif %}{% endfor %}
 {% if evidently_html %}<h2>evidently's data drift report</h2>
-<iframe id="evidently" title="evidently data drift report" srcdoc="{{ evidently_html }}"></iframe>{% endif %}
+<iframe id="evidently" title="evidently data drift report" sandbox="allow-scripts" srcdoc="{{ evidently_html }}"></iframe>{% endif %}
 </body></html>
 """
 
@@ -190,5 +193,7 @@ def report_html(report: dict[str, Any], context: dict[str, Any], evidently_html:
         images["roc"] = roc_png(roc["fpr"], roc["tpr"], auc)
     env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
     template = env.from_string(_TEMPLATE)
+    if evidently_html:  # autoescaped into srcdoc; safe against its data whoever rendered it
+        evidently_html = safe_report_html(evidently_html)
     return template.render(report=report, ctx=context, images=images, evidently_html=evidently_html,
                            tables=_tables, show=_show)
