@@ -198,7 +198,8 @@ def run(
         staging = SidecarProcess(["--model", MODEL, "--version", str(version), "--staging", "--workers", "1",
                                   "--monitor-every-rows", "0", "--monitor-every-seconds", "0",
                                   "--payload-url", f"sqlite:///{workdir / 'serving' / f'staging-v{version}.db'}",
-                                  "--spool-dir", str(workdir / "serving" / f"staging-v{version}-spool")],
+                                  "--spool-dir", str(workdir / "serving" / f"staging-v{version}-spool"),
+                                  "--no-auth"],
                                  sidecar_env("dora"), workdir / "serving", name=f"staging-v{version}")
         started.append(staging)
         staging.start()
@@ -373,7 +374,7 @@ def _serve_and_drift(workdir: Path, payload_url: str, experiments: dict[str, str
 
     production = SidecarProcess(["--model", MODEL, "--workers", "2", "--payload-url", payload_url,
                                  "--spool-dir", str(workdir / "serving" / "spool"),
-                                 "--usability-cache-seconds", "2"],
+                                 "--usability-cache-seconds", "2", "--no-auth"],
                                 sidecar_env("mona"), workdir / "serving", name="production")
     started.append(production)
     production.start()
@@ -384,7 +385,8 @@ def _serve_and_drift(workdir: Path, payload_url: str, experiments: dict[str, str
     if sent.refusal is not None:
         raise RuntimeError(f"winter traffic was refused: HTTP {sent.refusal_status} {sent.refusal}")
     labels = traffic.feedback(winter, sent.request_ids)
-    say("mona", f"production sidecar {production.url} (gunicorn, 2 workers; monitors on) scores "
+    say("mona", f"production sidecar {production.url} (gunicorn, 2 workers; monitors on; --no-auth: local "
+                f"development, no governance server to authenticate callers) scores "
                 f"{sent.rows:,} winter flights: all HTTP 200 by version {version}; true outcomes posted as "
                 f"feedback ({labels.get('accepted', len(sent.request_ids)):,} labels)")
     summer = flights([SUMMER_MONTH]).sample(frac=1.0, random_state=8).reset_index(drop=True)

@@ -56,7 +56,10 @@ class Traffic:
         import requests
 
         self.url, self.timeout = url.rstrip("/"), timeout
+        from mlflow_governance.sidecar import client_credentials
+
         self.session = requests.Session()
+        self.session.auth = client_credentials()
 
     def close(self) -> None:
         self.session.close()

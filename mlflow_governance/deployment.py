@@ -18,13 +18,14 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_CONFLICT
 
 from mlflow_governance import workflow
+from mlflow_governance.sidecar import client_credentials
 
 
 def sidecar_status(url: str, timeout: float = 10.0) -> dict[str, Any]:
     """The sidecar's ``/status``; a refusal naming the URL when it does not answer as one."""
     base = url.rstrip("/")
     try:
-        resp = requests.get(base + "/status", timeout=timeout)
+        resp = requests.get(base + "/status", timeout=timeout, auth=client_credentials())
         body = resp.json()
     except requests.RequestException:
         raise MlflowException(f"the sidecar at {base} does not answer (is `mlgov serve` running there?)",

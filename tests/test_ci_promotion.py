@@ -25,6 +25,7 @@ import yaml
 from mlflow_governance import workflow as wf
 from tests.conftest import free_port, unique
 from tests.test_production_setup import model_files, production_server, publish_version, walk
+from tests.test_server_databases import password
 from tests.test_sidecar_support import MLGOV, eventually, feature_rows, records, run_sidecar, serve_args, sidecar_env
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,7 +86,7 @@ def test_ci_promotes_only_an_approved_version_and_records_the_running_sidecar(tr
         payloads = f"sqlite:///{tmp_path / 'payloads.db'}"
         production = stack.enter_context(run_sidecar(
             tmp_path / "production", sidecar_env(**server.env("mona")), "--model", model, "--payload-url", payloads,
-            *serve_args(workers=1)))
+            *serve_args(workers=1, auth=True), auth=("dora", password("dora"))))
         assert production.score(body).json()["version"] == v1
 
         v2 = publish_version(server, files, model, initiate=False)
@@ -126,7 +127,7 @@ def test_ci_promotes_only_an_approved_version_and_records_the_running_sidecar(tr
         recorded = [r for r in server.api("olivia").audit(model, None) if r["version"] == v2][-1]
         assert recorded["actor"] == "dora" and f"{candidate_url}/status" in recorded["comment"]
         # The pre-production sidecar answers for version 2 only, and says so; production still serves 1.
-        staged = requests.post(candidate_url + "/invocations", json=body, timeout=30)
+        staged = requests.post(candidate_url + "/invocations", json=body, timeout=30, auth=("dora", password("dora")))
         assert staged.status_code == 200 and staged.json()["version"] == v2 and staged.json()["staging"] is True
         assert production.score(body).json()["version"] == v1
 

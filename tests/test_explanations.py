@@ -464,7 +464,8 @@ def test_the_explain_route_answers_503_when_the_version_has_no_reference(flights
         def audit(self, name, limit=None):
             return []
 
-    options = ServeOptions(model="m", payload_url=f"sqlite:///{tmp_path / 'p.db'}", spool_dir=str(tmp_path / "s"))
+    options = ServeOptions(model="m", payload_url=f"sqlite:///{tmp_path / 'p.db'}", spool_dir=str(tmp_path / "s"),
+                           no_auth=True)
     app = sidecar_app.create_app(options, client=Client(), start_threads=False).test_client()
     body = {"inputs": {"DEPARTURE_DELAY": [30.0], "DISTANCE": [500.0]}}
     r = app.post("/explain", json=body)
@@ -501,3 +502,31 @@ def test_explain_answers_410_once_the_version_is_decommissioned(served, near_thr
     wait_for_status(sidecar, body, 410)
     r = sidecar.post("/explain", body)
     assert r.status_code == 410 and r.json()["error_code"] == "MODEL_DECOMMISSIONED", r.text
+
+
+def test_an_explanation_flood_gets_429_and_scoring_goes_on(production_model, winter_flights, tmp_path):
+    """Found: eight anonymous explain loops tripled scoring latency and a legitimate explanation
+    waited about 14 s. Now one worker takes one running explanation and a bounded queue (here none),
+    at most ``--explain-per-minute`` per caller; the rest get 429 with Retry-After at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    registry = copy_registry(production_model, tmp_path, "registry.db")
+    env = sidecar_env(registry.registry_uri, registry.tracking_uri, MLGOV_USER="mona")
+    rows = records(feature_rows(winter_flights.dropna(subset=["DEPARTURE_DELAY"]).head(5)))
+    with run_sidecar(tmp_path / "run", env, "--model", registry.model, "--threads", "8", "--explain-queue", "0",
+                     "--explain-per-minute", "4", *serve_args(workers=1)) as sidecar:
+        assert sidecar.post("/explain", {"dataframe_records": rows[:1]}).status_code == 200  # explainer built
+        with ThreadPoolExecutor(8) as pool:
+            flood = [pool.submit(sidecar.post, "/explain", {"dataframe_records": rows}) for _ in range(8)]
+            scored = [sidecar.score({"dataframe_records": rows[:1]}) for _ in range(5)]
+            answers = [f.result() for f in flood]
+        assert [s.status_code for s in scored] == [200] * 5
+        codes = [a.status_code for a in answers]
+        assert set(codes) <= {200, 429} and codes.count(200) <= 3 and codes.count(429) >= 5, codes
+        busy = next(a for a in answers if a.status_code == 429)
+        assert busy.json()["error_code"] == "TOO_MANY_EXPLANATIONS" and int(busy.headers["Retry-After"]) >= 1
+        # The caller's budget of 4 a minute is spent: the next one is refused even with the worker idle.
+        spent = eventually(lambda: [r] if (r := sidecar.post("/explain", {"dataframe_records": rows[:1]}))
+                           .status_code == 429 and "a minute" in r.json()["message"] else None,
+                           timeout=30, what="the per-caller rate refusing")[0]
+        assert int(spent.headers["Retry-After"]) >= 1

@@ -110,9 +110,10 @@ def test_winter_traffic_passes_and_feedback_reaches_quality(production_registry,
     ids = log_rows(payloads, reg, sample)
     labelled = sample.index[:3000]
     with sa.create_engine(payloads).begin() as conn:
-        conn.execute(schema.feedback.insert(), [
-            {"request_id": ids[i], "ts": 1, "label": 1 - int(sample.loc[i, "DELAYED"])} for i in labelled[:10]])
-        conn.execute(schema.feedback.insert(), [  # a later correction wins over the first label
+        conn.execute(schema.feedback.insert(), [  # first labels, corrected since: kept, superseded, not read
+            {"request_id": ids[i], "ts": 1, "label": 1 - int(sample.loc[i, "DELAYED"]), "superseded_by": 0,
+             "superseded_at": 2} for i in labelled[:10]])
+        conn.execute(schema.feedback.insert(), [  # the current labels
             {"request_id": ids[i], "ts": 2, "label": int(sample.loc[i, "DELAYED"])} for i in labelled])
     with acting("mona"):
         evaluation = Watcher(model=reg.model, payload_url=payloads).run_once()

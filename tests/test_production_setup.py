@@ -301,12 +301,21 @@ def test_two_replicas_behind_nginx_refuse_together_and_log_every_row_once(traine
         replicas = enter_together(stack, [run_sidecar(
             tmp_path / name, env, "--model", model, "--payload-url", payloads,
             "--spool-dir", str(tmp_path / name / "spool"),
-            *serve_args("--threads", "4", cache=CACHE_SECONDS)) for name in ("replica-a", "replica-b")])
+            *serve_args("--threads", "4", cache=CACHE_SECONDS, auth=True), auth=("dora", password("dora")))
+            for name in ("replica-a", "replica-b")])
         upstream_of = {r.url.removeprefix("http://"): r for r in replicas}
         balancer = stack.enter_context(nginx(tmp_path / "nginx", list(upstream_of)))
 
-        # Scoring through the load balancer: nginx alternates, both replicas answer.
+        # Through nginx too, nobody scores, explains, labels or reads status without credentials.
+        for method, path in (("POST", "/invocations"), ("POST", "/explain"), ("POST", "/feedback"),
+                             ("GET", "/status"), ("GET", "/metrics")):
+            anonymous = requests.request(method, balancer.url + path, json=body, timeout=30)
+            assert anonymous.status_code == 401, (path, anonymous.status_code, anonymous.text[:200])
+        assert requests.get(balancer.url + "/health", timeout=30).status_code == 200
+
+        # Scoring through the load balancer as dora: nginx alternates, both replicas answer.
         session = requests.Session()
+        session.auth = ("dora", password("dora"))
         scored: list[str] = []
         answered_by: dict[str, int] = {}
         for _ in range(20):

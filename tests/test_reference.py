@@ -56,7 +56,7 @@ def test_every_sidecar_route_is_in_the_reference():
     from mlflow_governance.sidecar import ServeOptions
     from mlflow_governance.sidecar.app import create_app
 
-    app = create_app(ServeOptions(model="m", alias="production"), client=object(), start_threads=False)
+    app = create_app(ServeOptions(model="m", alias="production", no_auth=True), client=object(), start_threads=False)
     routes = {(method, rule.rule) for rule in app.url_map.iter_rules() if rule.endpoint != "static"
               for method in rule.methods - {"HEAD", "OPTIONS"}}
     documented = {tuple(m.split(" ", 1)) for cells in table_rows(section("The scoring sidecar's REST API"))

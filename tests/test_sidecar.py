@@ -126,7 +126,7 @@ def test_feedback_is_stored_and_unknown_ids_are_reported(served, payload_db, row
                          {"request_id": "f" * 32, "label": 1}]}
     r = sidecar.post("/feedback", body)  # right after scoring: the rows may still be on their way
     assert r.status_code == 200, r.text
-    assert r.json() == {"accepted": 2, "unknown": ["f" * 32]}
+    assert r.json() == {"accepted": 2, "unknown": ["f" * 32], "labeller": None}  # --no-auth: nobody
     f = schema.feedback
     with payload_db.connect() as conn:
         labels = dict(conn.execute(sa.select(f.c.request_id, f.c.label).where(f.c.request_id.in_(ids))).all())

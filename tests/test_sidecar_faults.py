@@ -73,8 +73,12 @@ def faulty(production_model, payload_database, tmp_path_factory):
                           MLFLOW_TRACKING_PASSWORD=MONA_PASSWORD)
         engine = sa.create_engine(f"postgresql://{pg.username}@{pg.hostname}:{pg.port or 5432}/{payload_database}")
         try:
+            # Callers are authenticated by the server; each worker trusts an answer for 300 s here, so
+            # the outages below are the registry's and the payload database's, not the callers' check
+            # (tests/test_sidecar_auth.py: a server that cannot be asked refuses new callers, 503).
             with run_sidecar(work / "run", env, "--model", registry.model, "--payload-url", payload_url,
-                             *serve_args(cache=CACHE_SECONDS)) as sidecar:
+                             "--auth-cache-seconds", "300", *serve_args(cache=CACHE_SECONDS, auth=True),
+                             auth=("mona", MONA_PASSWORD)) as sidecar:
                 yield sidecar, payload_proxy, registry_proxy, engine
         finally:
             payload_proxy.stop()

@@ -64,15 +64,17 @@ class Sidecar:
     proc: subprocess.Popen
     log: Path
     workdir: Path
+    #: basic-auth credentials sent with every request (a sidecar against a governance server)
+    auth: tuple[str, str] | None = None
 
     def post(self, path: str, body: Any = None, *, data: bytes | str | None = None,
              content_type: str = "application/json", timeout: float = 30, session: Any = None) -> requests.Response:
         payload = data if data is not None else json.dumps(body)
         return (session or requests).post(self.url + path, data=payload, headers={"Content-Type": content_type},
-                                          timeout=timeout)
+                                          timeout=timeout, auth=self.auth)
 
     def get(self, path: str) -> requests.Response:
-        return requests.get(self.url + path, timeout=30)
+        return requests.get(self.url + path, timeout=30, auth=self.auth)
 
     def score(self, body: Any) -> requests.Response:
         return self.post("/invocations", body)
@@ -81,13 +83,16 @@ class Sidecar:
         return self.log.read_text(errors="replace")
 
 
-def serve_args(*args: str, cache: float = CACHE_SECONDS, workers: int = 2) -> list[str]:
+def serve_args(*args: str, cache: float = CACHE_SECONDS, workers: int = 2, auth: bool = False) -> list[str]:
+    """Test options of ``mlgov serve``; ``--no-auth`` unless ``auth`` (a sidecar on a local registry
+    has no governance server to authenticate callers against: test_sidecar_auth covers authentication)."""
     return ["--workers", str(workers), "--monitor-every-rows", "0", "--monitor-every-seconds", "0",
-            "--usability-cache-seconds", str(cache), *args]
+            "--usability-cache-seconds", str(cache), *([] if auth else ["--no-auth"]), *args]
 
 
 @contextmanager
-def run_sidecar(workdir: Path, env: dict[str, str], *args: str, timeout: float = 120.0) -> Iterator[Sidecar]:
+def run_sidecar(workdir: Path, env: dict[str, str], *args: str, timeout: float = 120.0,
+                auth: tuple[str, str] | None = None) -> Iterator[Sidecar]:
     """``mlgov serve`` on a free 127.0.0.1 port (a real gunicorn); stopped with SIGTERM afterwards."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -110,7 +115,7 @@ def run_sidecar(workdir: Path, env: dict[str, str], *args: str, timeout: float =
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the sidecar did not answer within {timeout}s:\n{log.read_text()[-4000:]}")
             time.sleep(0.3)
-        yield Sidecar(url, proc, log, workdir)
+        yield Sidecar(url, proc, log, workdir, auth)
     finally:
         stop_sidecar(proc)
 

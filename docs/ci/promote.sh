@@ -74,6 +74,21 @@ sys.exit(0 if any(t['model'] == sys.argv[1] and t['version'] == int(sys.argv[2])
         || fail 3 "${MLFLOW_TRACKING_USERNAME:-this identity} may not submit $MODEL version $VERSION ($1)"
 }
 
+sidecar_status() {  # sidecar_status URL: the sidecar's /status JSON, read as this identity (the credentials
+    # come from MLFLOW_TRACKING_USERNAME/PASSWORD in the environment, never from a command line)
+    python3 - "$1" <<'PY'
+import base64, os, sys, urllib.request
+request = urllib.request.Request(sys.argv[1].rstrip("/") + "/status")
+user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+if user and password:
+    request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+try:
+    print(urllib.request.urlopen(request, timeout=10).read().decode())
+except Exception:
+    sys.exit(1)
+PY
+}
+
 answers() {  # answers URL: the URL answers 200
     curl -fsS --max-time 5 -o /dev/null "$1" 2>/dev/null
 }
@@ -163,7 +178,7 @@ verify() {
     require_stage "$READY_TO_USE" "the ModelOwner's final approval has not made it Ready to Use"
     # Every replica behind the load balancer follows the production alias within its usability cache.
     while [ "$streak" -lt 6 ]; do
-        status=$(curl -fsS --max-time 10 "$PRODUCTION_URL/status" 2>/dev/null || true)
+        status=$(sidecar_status "$PRODUCTION_URL" 2>/dev/null || true)
         version=$(printf '%s' "$status" | json_field '["version"]' 2>/dev/null || true)
         serving=$(printf '%s' "$status" | json_field '["serving"]' 2>/dev/null || true)
         if [ "$version" = "$VERSION" ] && [ "$serving" = "True" ]; then

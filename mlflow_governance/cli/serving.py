@@ -61,11 +61,31 @@ from mlflow_governance import sidecar
                    "predict, and only while others are arriving (0: off).")
 @click.option("--timeout", type=click.IntRange(min=1), default=60, show_default=True,
               help="gunicorn worker timeout in seconds.")
+@click.option("--no-auth", "no_auth", is_flag=True,
+              help="Local development only: nobody is authenticated, and every answer says so. Refused against a "
+                   "governance server.")
+@click.option("--auth-cache-seconds", type=click.FloatRange(min=0), default=sidecar.DEFAULT_AUTH_CACHE_SECONDS,
+              show_default=True, help="How long a worker trusts the governance server's answer about a caller (a "
+                                      "revoked user is refused within this time; 0 asks on every request).")
+@click.option("--max-rows", type=click.IntRange(min=1), default=sidecar.DEFAULT_MAX_ROWS, show_default=True,
+              help="Rows per /invocations request (and labels per /feedback request); more get 413.")
+@click.option("--max-value-chars", type=click.IntRange(min=1), default=sidecar.DEFAULT_MAX_VALUE_CHARS,
+              show_default=True, help="Characters per text value; longer values get 413.")
+@click.option("--explain-per-minute", type=click.IntRange(min=1), default=sidecar.DEFAULT_EXPLAIN_PER_MINUTE,
+              show_default=True, help="/explain requests per caller per minute on each worker; more get 429.")
+@click.option("--explain-queue", type=click.IntRange(min=0), default=sidecar.DEFAULT_EXPLAIN_QUEUE,
+              show_default=True, help="Explanations that may wait behind the running one on each worker; more get "
+                                      "429 with Retry-After.")
 def serve_command(model, alias, version, staging, host, port, workers, threads, payload_url, spool_dir,
                   monitor_every_rows, monitor_every_seconds, monitor_min_interval, monitor_cpu_share,
                   monitor_report_every, max_body_bytes, usability_cache_seconds,
-                  batch_window_ms, timeout):
-    """Serve a governed model: POST /invocations and /feedback, GET /health, /status, /metrics.
+                  batch_window_ms, timeout, no_auth, auth_cache_seconds, max_rows, max_value_chars,
+                  explain_per_minute, explain_queue):
+    """Serve a governed model: POST /invocations, /explain, /feedback, GET /health, /status, /metrics.
+
+    Every route but /health needs a governance server user (basic-auth): READ on the model to score,
+    explain and read /status and /metrics; the ModelMonitor role for /feedback, ModelOwner for
+    /feedback/correct. --no-auth (local registry only) turns that off for development.
 
     Production mode scores with the Ready to Use version of the production alias, refuses with 423
     while its usability is reject and with 410 once it is decommissioned; --version N --staging
@@ -87,7 +107,9 @@ def serve_command(model, alias, version, staging, host, port, workers, threads, 
     options = sidecar.ServeOptions(
         model=model, alias=None if version is not None else production, version=version, staging=staging,
         payload_url=payload_url, spool_dir=spool_dir, max_body_bytes=max_body_bytes,
-        usability_cache_seconds=usability_cache_seconds, batch_window_ms=batch_window_ms if threads > 1 else 0.0)
+        usability_cache_seconds=usability_cache_seconds, batch_window_ms=batch_window_ms if threads > 1 else 0.0,
+        no_auth=no_auth, auth_cache_seconds=auth_cache_seconds, max_rows=max_rows, max_value_chars=max_value_chars,
+        explain_per_minute=explain_per_minute, explain_queue=explain_queue)
     server = ServerOptions(host=host, port=port, workers=workers, threads=threads, timeout=timeout,
                            monitor_every_rows=monitor_every_rows, monitor_every_seconds=monitor_every_seconds,
                            monitor_min_interval_seconds=monitor_min_interval, monitor_cpu_share=monitor_cpu_share,

@@ -18,6 +18,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import (
     INTERNAL_ERROR,
     INVALID_PARAMETER_VALUE,
+    PERMISSION_DENIED,
     RESOURCE_DOES_NOT_EXIST,
     TEMPORARILY_UNAVAILABLE,
     UNAUTHENTICATED,
@@ -114,6 +115,20 @@ def current_user() -> str:
 def whoami(data):
     user = current_user()
     return {"user": user, "roles": sorted(engine.roles_of(governed_store(), user))}
+
+
+def access(data):
+    """What the signed-in user may do at a scoring sidecar of ``model`` (the sidecar asks on each new caller).
+
+    READ on the model is the route's rule (checked before this runs); feedback needs the ModelMonitor
+    role, a correction of feedback the ModelOwner role (admins: everything). See
+    `mlflow_governance.sidecar.access`."""
+    store, model, user = governed_store(), _text(data, "model"), current_user()
+    store.get_registered_model(model)  # 404 for a model that does not exist
+    admin = permissions.is_admin()
+    held = engine.roles_of(store, user)
+    return {"user": user, "model": model, "admin": admin, "read": True,
+            "feedback": admin or workflow.MODEL_MONITOR in held, "correct": admin or workflow.MODEL_OWNER in held}
 
 
 def initiate(data):
@@ -316,7 +331,7 @@ def trace(data):
         raise MlflowException(f"this server reads no payload database: set {ev.MLGOV_PAYLOAD_URL} to the sidecars' "
                               "--payload-url", error_code=RESOURCE_DOES_NOT_EXIST)
     codes = {"invalid": INVALID_PARAMETER_VALUE, "unknown": RESOURCE_DOES_NOT_EXIST,
-             "unavailable": TEMPORARILY_UNAVAILABLE}
+             "unavailable": TEMPORARILY_UNAVAILABLE, "refused": PERMISSION_DENIED}
     user = current_user()
     try:
         return tracing.trace(request_id, payload_url, _ServerSources(governed_store()),
@@ -422,7 +437,8 @@ ROUTES: tuple[tuple[str, str, Callable[[dict], Any], str | None], ...] = (
     ("/models/set-field", "POST", set_field, EDIT),
     ("/models/monitors", "POST", set_monitors, EDIT),
     ("/models/status", "GET", status, READ),
-    ("/models/may", "POST", may, READ),  # writes nothing; POST for the fields it is asked about
+    ("/models/may", "POST", may, READ),
+    ("/models/access", "GET", access, READ),  # a scoring sidecar asking what its caller may do  # writes nothing; POST for the fields it is asked about
     ("/tasks", "GET", tasks, None),
     ("/audit", "GET", audit_rows, READ),  # without a model: filtered to readable models
     ("/audit/verify", "GET", audit_verify, None),

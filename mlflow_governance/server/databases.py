@@ -37,6 +37,8 @@ import sqlalchemy as sa
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE, TEMPORARILY_UNAVAILABLE
 
+from mlflow_governance.urls import scrub
+
 _log = logging.getLogger(__name__)
 
 REGISTRY, TRACKING, USERS = "registry database", "tracking database", "user database"
@@ -61,8 +63,10 @@ class Database:
 
     @property
     def where(self) -> str:
-        """The URL without its password, for the operator's messages and the server log."""
-        return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+        """The URL without its password or secret query values, for the operator's messages and the log."""
+        from mlflow_governance.urls import mask_url
+
+        return mask_url(self.url)
 
 
 def _canonical(url: str) -> str | None:
@@ -197,7 +201,8 @@ def probe(db: Database, timeout: float = PROBE_TIMEOUT) -> str | None:
 
 def _unreachable(db: Database, reason: str) -> MlflowException:
     return MlflowException(
-        f"cannot reach the {db.service} at {db.where} ({reason}): start it, or fix {' / '.join(db.settings)}",
+        f"cannot reach the {db.service} at {db.where} ({scrub(reason, db.url)}): start it, or fix "
+        f"{' / '.join(db.settings)}",
         error_code=TEMPORARILY_UNAVAILABLE,
     )
 

@@ -31,6 +31,14 @@ DEFAULT_MAX_BODY_BYTES = 2 * 1024 * 1024
 DEFAULT_CACHE_SECONDS = 5.0
 DEFAULT_BATCH_ROWS = 1000
 DEFAULT_FLUSH_SECONDS = 0.2
+#: Limits of one request: rows (well under the monitors' 5,000-row window, so one body cannot fill
+#: it) and characters of one text value (category codes and names, not documents).
+DEFAULT_MAX_ROWS = 1000
+DEFAULT_MAX_VALUE_CHARS = 256
+#: Explanations: per caller and worker each minute, and how many may wait behind the running one.
+DEFAULT_EXPLAIN_PER_MINUTE = 30
+DEFAULT_EXPLAIN_QUEUE = 2
+DEFAULT_AUTH_CACHE_SECONDS = 2.0
 PAYLOAD_FILE = "mlgov-payloads.db"
 SPOOL_DIR = "mlgov-spool"
 PRODUCTION = "production"
@@ -64,6 +72,14 @@ class ServeOptions:
     #: Micro-batching: gather concurrent requests of a worker's threads for up to this long into
     #: one ``predict`` (0: every request scores alone).
     batch_window_ms: float = 0.0
+    #: ``--no-auth``: nobody is authenticated (local development only; refused against a server).
+    no_auth: bool = False
+    #: How long a worker trusts the governance server's answer about a caller.
+    auth_cache_seconds: float = DEFAULT_AUTH_CACHE_SECONDS
+    max_rows: int = DEFAULT_MAX_ROWS
+    max_value_chars: int = DEFAULT_MAX_VALUE_CHARS
+    explain_per_minute: int = DEFAULT_EXPLAIN_PER_MINUTE
+    explain_queue: int = DEFAULT_EXPLAIN_QUEUE
 
     @property
     def mode(self) -> str:
@@ -88,6 +104,12 @@ class ServeOptions:
             found.append("the payload batch size and flush interval must be positive")
         if self.batch_window_ms < 0:
             found.append("--batch-window-ms must not be negative")
+        if self.auth_cache_seconds < 0:
+            found.append("--auth-cache-seconds must not be negative")
+        if self.max_rows < 1 or self.max_value_chars < 1:
+            found.append("--max-rows and --max-value-chars must be at least 1")
+        if self.explain_per_minute < 1 or self.explain_queue < 0:
+            found.append("--explain-per-minute must be at least 1 and --explain-queue not negative")
         return found
 
     def resolved(self, workdir: str | Path | None = None) -> ServeOptions:
@@ -118,6 +140,24 @@ class ServeOptions:
         if not text:
             raise ValueError(f"{MLGOV_SERVE_OPTIONS.name} is not set: start the sidecar with mlgov serve")
         return cls.from_json(text)
+
+
+def client_credentials() -> tuple[str, str] | None:
+    """The basic-auth credentials a program of ours sends to a sidecar: MLflow's
+    ``MLFLOW_TRACKING_USERNAME``/``PASSWORD`` (the same user it is against the governance server);
+    None when unset (a ``--no-auth`` development sidecar)."""
+    from mlflow.environment_variables import MLFLOW_TRACKING_PASSWORD, MLFLOW_TRACKING_USERNAME
+
+    user, password = MLFLOW_TRACKING_USERNAME.get(), MLFLOW_TRACKING_PASSWORD.get()
+    return (user, password) if user and password else None
+
+
+def no_auth_args() -> list[str]:
+    """``["--no-auth"]`` for a sidecar of ours on a local registry (development: there is no server to
+    check callers against); nothing against a governance server, where callers are authenticated."""
+    from mlflow_governance.client import resolve_registry_uri
+
+    return [] if resolve_registry_uri().startswith(("http://", "https://")) else ["--no-auth"]
 
 
 def environment_with(options: ServeOptions, env: dict[str, str] | None = None) -> dict[str, str]:

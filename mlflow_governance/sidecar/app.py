@@ -13,9 +13,19 @@ Routes:
   "counterfactual", "counterfactual_reason"}, ...], "model", "version", ...}``
   (`mlflow_governance.explanations`). Nothing goes to the payload table: an explanation is a
   question about a prediction, not one, and its rows would count twice in the monitors' windows.
-* ``POST /feedback``: ``{"feedback": [{"request_id", "label"}, ...]}`` → ``{"accepted", "unknown"}``.
+* ``POST /feedback``: ``{"feedback": [{"request_id", "label"}, ...]}`` → ``{"accepted", "unknown"}``;
+  each label records who gave it, and an id that already has a label gets 409 (nothing of that
+  request is stored);
+* ``POST /feedback/correct``: ``{"request_id", "label", "reason"}`` replaces a label, keeping the old
+  one with who corrected it, when and why;
 * ``GET /health`` (liveness), ``GET /status`` (governance, last monitor evaluation, who set
   usability, payload logging), ``GET /metrics`` (Prometheus).
+
+Who may call what is `mlflow_governance.sidecar.access`'s route table, checked before every handler
+(401/403/423/429/503 refusals); every stored row names its caller. Limits: ``max_rows`` rows per
+request and ``max_value_chars`` characters per text value (413), explanations per caller and queue
+(`limits`, 429 with ``Retry-After``). Rows that can be neither stored nor spooled are never
+answered 200: the request gets 503 (fail closed).
 
 Every error is a JSON body ``{"error_code", "message"}``; a 500 is a bug and says only that it
 was logged. The model of each served version is loaded once per worker (`ModelCache`), with the
@@ -40,11 +50,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from mlflow_governance.scoring import DECISION_THRESHOLD, score
-from mlflow_governance.sidecar import ServeOptions, bodies, gate, payloads
+from mlflow_governance.sidecar import ServeOptions, access, bodies, gate, limits, payloads
 from mlflow_governance.sidecar.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -287,6 +297,24 @@ def request_ids(n: int) -> list[str]:
     return [text[i:i + 32] for i in range(0, 32 * n, 32)]
 
 
+def authenticator(options: ServeOptions) -> Any:
+    """How the workers check callers: `access.NoAuthentication` for ``--no-auth``, else the governance
+    server of the registry URI (ValueError when the registry is local: no server to ask)."""
+    if options.no_auth:
+        return access.NoAuthentication()
+    from mlflow_governance import environment_variables as ev
+    from mlflow_governance.client import resolve_registry_uri
+
+    uri = resolve_registry_uri()
+    if not uri.startswith(("http://", "https://")):
+        raise ValueError("authentication needs a governance server to check callers against (MLFLOW_TRACKING_URI "
+                         "or MLFLOW_REGISTRY_URI = its http(s):// URL); on a local registry pass --no-auth "
+                         "(development only: nobody is authenticated)")
+    return access.ServerAuthentication(uri, options.model, options.auth_cache_seconds,
+                                       max_failures=ev.MLGOV_SIGNIN_MAX_FAILURES.get(),
+                                       lockout_seconds=float(ev.MLGOV_SIGNIN_LOCKOUT_SECONDS.get()))
+
+
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(json.dumps(body, allow_nan=False), status=status, mimetype=JSON, headers=headers)
 
@@ -298,8 +326,10 @@ def _error(error_code: str, message: str, status: int, **extra: Any) -> Response
 class Sidecar:
     """The parts of one worker's app: gate, payload writer, metrics, models, batcher."""
 
-    def __init__(self, options: ServeOptions, *, client: Any = None, start: bool = True):
+    def __init__(self, options: ServeOptions, *, client: Any = None, start: bool = True, checker: Any = None):
         self.options = options
+        self.access = checker if checker is not None else authenticator(options)
+        self.explain_admission = limits.ExplainAdmission(options.explain_per_minute, options.explain_queue)
         self.metrics = Metrics()
         self.models = ModelCache(options.model)
         self.writer = payloads.PayloadWriter(
@@ -358,11 +388,18 @@ class Sidecar:
                          "failing_since": gate._iso(snap.failing_since_ms),
                          "cache_seconds": self.options.usability_cache_seconds},
             "payloads": self.writer.state(),
+            "authentication": self.access.describe(),
+            "caller": getattr(g.get("mlgov_caller"), "user", None),
+            "limits": {"max_rows": self.options.max_rows, "max_value_chars": self.options.max_value_chars,
+                       "max_body_bytes": self.options.max_body_bytes,
+                       "explain_per_minute": self.options.explain_per_minute,
+                       "explain_queue": self.options.explain_queue},
             "endpoint": request.url_root.rstrip("/") + "/invocations",
             "worker_pid": os.getpid(),
         }
 
 
+FEEDBACK_IDS_SHOWN = 20  # request ids named in a 409 answer
 DRAIN_FACTOR = 8  # an over-size body up to this many times the limit is read and dropped
 DRAIN_CHUNK = 65536
 
@@ -398,21 +435,51 @@ def _read_body(limit: int) -> bytes:
     return raw
 
 
-def create_app(options: ServeOptions, *, client: Any = None, start_threads: bool = True) -> Flask:
+def create_app(options: ServeOptions, *, client: Any = None, start_threads: bool = True,
+               checker: Any = None) -> Flask:
     """The sidecar's Flask app for ``options`` (one per gunicorn worker; see the module docstring).
 
     Reads governance once before returning (so the first request is decided), then keeps reading
-    it in a background thread; ``client`` replaces the `GovernanceClient` (tests),
-    ``start_threads`` False leaves the gate and payload threads unstarted (tests drive them).
+    it in a background thread; ``client`` replaces the `GovernanceClient` and ``checker`` the
+    authenticator (tests), ``start_threads`` False leaves the gate and payload threads unstarted
+    (tests drive them).
     """
     problems = options.problems()
     if problems:
         raise ValueError("; ".join(problems))
     options = options if options.payload_url and options.spool_dir else options.resolved()
-    sidecar = Sidecar(options, client=client, start=start_threads)
+    sidecar = Sidecar(options, client=client, start=start_threads, checker=checker)
     app = Flask("mlflow_governance.sidecar")
     app.extensions["mlgov_sidecar"] = sidecar
     metrics = sidecar.metrics
+
+    @app.before_request
+    def authorize() -> Response | None:
+        """The route table's rule, before any handler (`access`): the caller goes on ``g.mlgov_caller``."""
+        rule = access.rule_of(request.method, request.path)
+        if rule is None or rule == access.PUBLIC:
+            return None  # /health, or no such route: Flask answers 404/405 without reading anything
+        try:
+            caller = sidecar.access.caller(request.headers.get("Authorization"), request.remote_addr)
+            refusal = access.refusal_for(caller, rule, options.model)
+        except access.Refused as refused:
+            refusal = refused
+        if refusal is not None:
+            metrics.refused({401: "unauthenticated", 403: "forbidden"}.get(refusal.status, "authentication"))
+            _drain(options.max_body_bytes)  # the body is not needed, but read so the connection stays clean
+            metrics.answered(request.path.strip("/").replace("/", "_") or "root", refusal.status, 0.0)
+            return _json(refusal.body(), refusal.status, refusal.headers)
+        g.mlgov_caller = caller
+        return None
+
+    if options.no_auth:
+        @app.after_request
+        def say_unauthenticated(response: Response) -> Response:
+            response.headers[access.NO_AUTH_HEADER] = access.NO_AUTH_TEXT
+            return response
+
+    def caller_name() -> str | None:
+        return g.mlgov_caller.user
 
     def timed(endpoint: str, handler: Callable[[], Response]) -> Response:
         started = time.perf_counter()
@@ -445,21 +512,32 @@ def create_app(options: ServeOptions, *, client: Any = None, start_threads: bool
         served: ServedModel = snap.served
         raw = _read_body(options.max_body_bytes)
         document = bodies.load_json(raw, request.headers.get("Content-Type"), options.max_body_bytes)
-        rows = bodies.parse_invocation(document, served.columns)
+        rows = bodies.parse_invocation(document, served.columns, options.max_rows, options.max_value_chars)
+        unavailable = sidecar.writer.refusal()
+        if unavailable is not None:  # fail closed: a row that cannot be kept is not scored
+            return _payloads_unavailable(unavailable)
         try:
             prediction, probability = sidecar.score(served, rows)
         except ValueError as exc:
             metrics.refused("unscorable")
             return _error("UNSCORABLE_INPUT", f"the model cannot score these rows: {str(exc)[:300]}", 400)
         ids = request_ids(rows.count)
-        sidecar.writer.submit(payloads.Scored(ids, int(time.time() * 1000), options.model, served.version,
-                                              options.staging, rows.columns, prediction, probability))
+        try:
+            sidecar.writer.submit(payloads.Scored(ids, int(time.time() * 1000), options.model, served.version,
+                                                  options.staging, rows.columns, prediction, probability,
+                                                  caller=caller_name()))
+        except payloads.PayloadsUnavailable as exc:
+            return _payloads_unavailable(str(exc))
         metrics.rows_scored.inc(rows.count)
         body: dict[str, Any] = {"predictions": prediction.tolist(), "probabilities": probability.tolist(),
                                 "request_ids": ids, "model": options.model, "version": served.version}
         if options.staging:
             body["staging"] = True
         return _json(body)
+
+    def _payloads_unavailable(reason: str) -> Response:
+        metrics.refused("payloads_unavailable")
+        return _error("PAYLOADS_UNAVAILABLE", f"{reason}: nothing was scored, try again later", 503)
 
     @app.post("/explain")
     def explain() -> Response:
@@ -476,13 +554,18 @@ def create_app(options: ServeOptions, *, client: Any = None, start_threads: bool
         served: ServedModel = snap.served
         raw = _read_body(options.max_body_bytes)
         document = bodies.load_json(raw, request.headers.get("Content-Type"), options.max_body_bytes)
-        rows = bodies.parse_invocation(document, served.columns)
+        rows = bodies.parse_invocation(document, served.columns, max_value_chars=options.max_value_chars)
         if rows.count > MAX_EXPLAIN_ROWS:
             raise bodies.BodyError("TOO_MANY_ROWS", f"at most {MAX_EXPLAIN_ROWS} rows per /explain request (an "
                                    f"explanation costs far more than a score); this one has {rows.count}: split it")
         started = time.perf_counter()
         try:
-            explainer, found = sidecar.explainers.explain(served, rows)
+            with sidecar.explain_admission.admitted(caller_name()):
+                explainer, found = sidecar.explainers.explain(served, rows)
+        except limits.Busy as exc:
+            metrics.refused("explain_busy")
+            return _json({"error_code": "TOO_MANY_EXPLANATIONS", "message": exc.message}, 429,
+                         {"Retry-After": str(exc.retry_after)})
         except explanations.ExplanationUnavailable as exc:
             metrics.refused("explanation_unavailable")
             return _error("EXPLANATION_UNAVAILABLE", f"{options.model} version {served.version} cannot be "
@@ -507,15 +590,40 @@ def create_app(options: ServeOptions, *, client: Any = None, start_threads: bool
     def _feedback() -> Response:
         raw = _read_body(options.max_body_bytes)
         items = bodies.parse_feedback(bodies.load_json(raw, request.headers.get("Content-Type"),
-                                                       options.max_body_bytes))
+                                                       options.max_body_bytes), max_items=options.max_rows)
         try:
-            accepted, unknown = sidecar.writer.record_feedback(items)
-        except payloads.PayloadDatabaseDown as exc:
+            accepted, unknown = sidecar.writer.record_feedback(items, labeller=caller_name())
+        except payloads.FeedbackConflict as exc:
+            metrics.refused("feedback_conflict")
+            shown = exc.ids[:FEEDBACK_IDS_SHOWN]
+            return _error("FEEDBACK_EXISTS", f"{len(exc.ids)} request id(s) of this request already have a label or "
+                          "are named twice: nothing of this request was stored (a label is replaced only through "
+                          "POST /feedback/correct, with a reason)", 409, request_ids=shown)
+        except payloads.PayloadDatabaseDown:
             metrics.refused("payload_database_unavailable")
-            return _error("PAYLOAD_DATABASE_UNAVAILABLE", f"the payload database cannot be reached ({exc}): the "
-                          "feedback was not recorded, send it again later", 503)
+            return _error("PAYLOAD_DATABASE_UNAVAILABLE", "the payload database cannot be reached: the feedback was "
+                          "not recorded, send it again later", 503)
         metrics.feedback.inc(accepted)
-        return _json({"accepted": accepted, "unknown": unknown})
+        return _json({"accepted": accepted, "unknown": unknown, "labeller": caller_name()})
+
+    @app.post("/feedback/correct")
+    def feedback_correct() -> Response:
+        return timed("feedback_correct", _feedback_correct)
+
+    def _feedback_correct() -> Response:
+        raw = _read_body(options.max_body_bytes)
+        request_id, label, reason = bodies.parse_correction(
+            bodies.load_json(raw, request.headers.get("Content-Type"), options.max_body_bytes))
+        try:
+            previous = sidecar.writer.correct_feedback(request_id, label, caller_name(), reason)
+        except KeyError:
+            return _error("UNKNOWN_REQUEST_ID", f"no scored row has the request id {request_id!r}", 404)
+        except payloads.PayloadDatabaseDown:
+            metrics.refused("payload_database_unavailable")
+            return _error("PAYLOAD_DATABASE_UNAVAILABLE", "the payload database cannot be reached: nothing was "
+                          "corrected, send it again later", 503)
+        return _json({"request_id": request_id, "label": label, "previous_label": previous,
+                      "corrected_by": caller_name(), "reason": reason})
 
     @app.get("/health")
     def health() -> Response:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,9 @@ INT_RANGES = {"long": (-(2**63), 2**63 - 1), "integer": (-(2**31), 2**31 - 1)}
 NUMPY_TYPES = {"long": "int64", "integer": "int32", "double": "float64", "float": "float32",
                "string": "object", "boolean": "bool"}
 MAX_FEEDBACK_ITEMS = 10_000
+#: Characters no text value may hold: C0 controls (NUL included), DEL and the bidirectional
+#: overrides and isolates, which make stored text display as something else than it is.
+FORBIDDEN_CHARACTERS = re.compile("[\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
 MAX_REQUEST_ID = 64
 SHOWN_VALUE_CHARS = 40
 
@@ -121,8 +125,25 @@ def _wrong(column: Column, row: int, value: Any, expected: str) -> BodyError:
     return BodyError("WRONG_TYPE", f"column {column.name!r}, row {row}: expected {expected}, got {_shown(value)}")
 
 
-def check_values(column: Column, values: Sequence[Any]) -> np.ndarray:
-    """``values`` of ``column`` as the typed array the model takes; BodyError on the first bad one."""
+def _check_text(column: Column, values: Sequence[Any], max_chars: int | None) -> None:
+    """Text values within ``max_chars`` (413) and free of `FORBIDDEN_CHARACTERS` (400)."""
+    texts = [v for v in values if v is not None]
+    if not texts:
+        return
+    if max_chars is not None and max(map(len, texts)) > max_chars:
+        row = next(i for i, v in enumerate(values) if v is not None and len(v) > max_chars)
+        raise BodyError("VALUE_TOO_LONG", f"column {column.name!r}, row {row}: a text value may have at most "
+                        f"{max_chars} characters, this one has {len(values[row])}", 413)
+    if FORBIDDEN_CHARACTERS.search("".join(texts)):
+        row = next(i for i, v in enumerate(values) if v is not None and FORBIDDEN_CHARACTERS.search(v))
+        found = FORBIDDEN_CHARACTERS.search(values[row]).group()
+        raise BodyError("FORBIDDEN_CHARACTER", f"column {column.name!r}, row {row}: text values may not contain "
+                        f"control or bidirectional-override characters (found U+{ord(found):04X})")
+
+
+def check_values(column: Column, values: Sequence[Any], max_chars: int | None = None) -> np.ndarray:
+    """``values`` of ``column`` as the typed array the model takes; BodyError on the first bad one
+    (text longer than ``max_chars`` characters: 413)."""
     kind = column.type
     if kind in INT_RANGES:
         low, high = INT_RANGES[kind]
@@ -157,6 +178,7 @@ def check_values(column: Column, values: Sequence[Any]) -> np.ndarray:
         for i, v in enumerate(values):
             if type(v) is not str and v is not None:
                 raise _wrong(column, i, v, "a string or null")
+        _check_text(column, values, max_chars)
         out = np.array(values, dtype=object)
         if any(v is None for v in values):
             out[out == None] = np.nan  # noqa: E711 - elementwise comparison on an object array
@@ -207,8 +229,10 @@ def _split(body: Any) -> tuple[list[str], list[list[Any]]]:
     return columns, data
 
 
-def parse_invocation(document: Any, columns: Sequence[Column]) -> Rows:
-    """The checked rows of an ``/invocations`` document (already parsed by `load_json`)."""
+def parse_invocation(document: Any, columns: Sequence[Column], max_rows: int | None = None,
+                     max_value_chars: int | None = None) -> Rows:
+    """The checked rows of an ``/invocations`` document (already parsed by `load_json`); more than
+    ``max_rows`` rows or a text value over ``max_value_chars`` characters is refused with 413."""
     if not isinstance(document, dict):
         raise BodyError("BAD_FORMAT", f"the body must be a JSON object with one of the keys {', '.join(FORMATS)}")
     keys = [k for k in document if k in FORMATS]
@@ -254,10 +278,12 @@ def parse_invocation(document: Any, columns: Sequence[Column]) -> Rows:
             by_name[c.name] = [r.get(c.name) for r in records]
     if count == 0:
         raise BodyError("NO_ROWS", "the body has no rows to score")
+    if max_rows is not None and count > max_rows:
+        raise BodyError("TOO_MANY_ROWS", f"at most {max_rows} rows per request; this one has {count}: split it", 413)
     typed = {}
     for c in columns:
         values = by_name.get(c.name)
-        typed[c.name] = check_values(c, values if values is not None else [None] * count)
+        typed[c.name] = check_values(c, values if values is not None else [None] * count, max_value_chars)
     return Rows(typed, count)
 
 
@@ -272,15 +298,17 @@ def _check_names(names: set[str], known: set[str], columns: Sequence[Column], ke
         raise BodyError("MISSING_COLUMN", f"missing required column(s) {', '.join(missing)} in {key!r}")
 
 
-def parse_feedback(document: Any) -> list[tuple[str, int]]:
-    """``[(request_id, label), ...]`` of a ``/feedback`` document: labels 0 or 1, ids as issued."""
+def parse_feedback(document: Any, max_items: int = MAX_FEEDBACK_ITEMS) -> list[tuple[str, int]]:
+    """``[(request_id, label), ...]`` of a ``/feedback`` document: labels 0 or 1, ids as issued, at most
+    ``max_items`` (413 above)."""
     if not isinstance(document, dict) or set(document) != {"feedback"}:
         raise BodyError("BAD_FORMAT", 'the body must be {"feedback": [{"request_id": "...", "label": 0 or 1}, ...]}')
     items = document["feedback"]
     if not isinstance(items, list) or not items:
         raise BodyError("BAD_FORMAT", "'feedback' must be a non-empty list of {request_id, label} objects")
-    if len(items) > MAX_FEEDBACK_ITEMS:
-        raise BodyError("BAD_FORMAT", f"at most {MAX_FEEDBACK_ITEMS} feedback items per request")
+    if len(items) > max_items:
+        raise BodyError("TOO_MANY_ROWS", f"at most {max_items} feedback items per request; this one has "
+                        f"{len(items)}: split it", 413)
     out = []
     for i, item in enumerate(items):
         if not isinstance(item, dict) or set(item) != {"request_id", "label"}:
@@ -292,3 +320,24 @@ def parse_feedback(document: Any) -> list[tuple[str, int]]:
             raise BodyError("WRONG_TYPE", f"feedback item {i}: label must be 0 or 1, not {_shown(label)}")
         out.append((rid, label))
     return out
+
+
+MAX_REASON_CHARS = 2000
+
+
+def parse_correction(document: Any) -> tuple[str, int, str]:
+    """``(request_id, label, reason)`` of a ``/feedback/correct`` document: a label 0 or 1 and a reason."""
+    if not isinstance(document, dict) or set(document) != {"request_id", "label", "reason"}:
+        raise BodyError("BAD_FORMAT", 'the body must be {"request_id": "...", "label": 0 or 1, "reason": "why the '
+                                      'label given before was wrong"}')
+    rid, label, reason = document["request_id"], document["label"], document["reason"]
+    if type(rid) is not str or not 0 < len(rid) <= MAX_REQUEST_ID:
+        raise BodyError("WRONG_TYPE", "request_id must be a request id string")
+    if type(label) is not int or label not in (0, 1):
+        raise BodyError("WRONG_TYPE", f"label must be 0 or 1, not {_shown(label)}")
+    if type(reason) is not str or not reason.strip():
+        raise BodyError("MISSING_REASON", "a correction needs a reason (why the label given before was wrong)")
+    if len(reason) > MAX_REASON_CHARS or FORBIDDEN_CHARACTERS.search(reason.replace("\n", " ")):
+        raise BodyError("BAD_REASON", f"the reason must be at most {MAX_REASON_CHARS} characters of text without "
+                                      "control characters")
+    return rid, label, reason.strip()

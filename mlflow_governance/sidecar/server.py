@@ -253,6 +253,47 @@ def check_model_document(model: str, version: int) -> None:
     columns_from_mlmodel(document)
 
 
+def check_authentication(options: ServeOptions) -> None:
+    """Refuse to start a sidecar nobody could call safely: ``--no-auth`` against a governance server
+    (exit 2), authentication without a server to ask (exit 2), or a server that cannot answer who a
+    caller is (the sidecar's own identity is asked once: exit 3 when it is refused, 1 otherwise)."""
+    from mlflow_governance.client import resolve_registry_uri
+    from mlflow_governance.sidecar import access
+    from mlflow_governance.sidecar.app import authenticator
+
+    remote = resolve_registry_uri().startswith(("http://", "https://"))
+    if options.no_auth:
+        if remote:
+            raise ServeError("--no-auth is refused against a governance server: every caller of a governed "
+                             "model's sidecar must be authenticated (drop --no-auth)", EXIT_BAD_OPTIONS)
+        return
+    try:
+        checker = authenticator(options)
+    except ValueError as exc:
+        raise ServeError(str(exc), EXIT_BAD_OPTIONS) from None
+    own = _own_authorization()
+    if own is None:
+        raise ServeError("the sidecar's own identity is missing: set MLFLOW_TRACKING_USERNAME and "
+                         "MLFLOW_TRACKING_PASSWORD", EXIT_REFUSED)
+    answer = checker.ask(own)
+    if isinstance(answer, access.Refused):
+        code = EXIT_REFUSED if answer.status in (401, 403, 423) else EXIT_OTHER
+        raise ServeError(f"the governance server does not confirm the sidecar's identity for {options.model!r} "
+                         f"(HTTP {answer.status}): {answer.message}", code)
+
+
+def _own_authorization() -> str | None:
+    """The sidecar's own basic-auth header (MLflow's ``MLFLOW_TRACKING_USERNAME``/``PASSWORD``)."""
+    import base64
+
+    from mlflow.environment_variables import MLFLOW_TRACKING_PASSWORD, MLFLOW_TRACKING_USERNAME
+
+    user, password = MLFLOW_TRACKING_USERNAME.get(), MLFLOW_TRACKING_PASSWORD.get()
+    if not user or not password:
+        return None
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+
 def prepare_payload_tables(url: str) -> None:
     """Create the payload tables once, before the workers (they spool if the database is down)."""
     import sqlalchemy as sa
@@ -317,6 +358,7 @@ def run(options: ServeOptions, server: ServerOptions) -> int:
         raise ServeError("; ".join(problems), EXIT_BAD_OPTIONS)
     options = options.resolved()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    check_authentication(options)
     verdict = preflight(options)
     prepare_payload_tables(options.payload_url or "")
     metrics_dir = tempfile.mkdtemp(prefix="mlgov-serve-metrics-")
@@ -328,9 +370,11 @@ def run(options: ServeOptions, server: ServerOptions) -> int:
     requested: list[int] = []
     mode = "staging" if options.staging else "production"
     refusal = f" (refusing: {verdict.refusal.message})" if verdict.refusal else ""
-    log.warning("serving models:/%s/%s (%s) on http://%s:%s with %d worker(s); payloads to %s%s", options.model,
-                verdict.version, mode, server.host, server.port, server.workers, _shown_url(options.payload_url),
-                refusal)
+    who = "NOBODY IS AUTHENTICATED (--no-auth: local development only)" if options.no_auth else \
+        "callers authenticated by the governance server"
+    log.warning("serving models:/%s/%s (%s) on http://%s:%s with %d worker(s); %s; payloads to %s%s", options.model,
+                verdict.version, mode, server.host, server.port, server.workers, who,
+                _shown_url(options.payload_url), refusal)
     proc = subprocess.Popen(gunicorn_command(server), env=env)
 
     def forward(signum: int, _frame: Any) -> None:
@@ -364,6 +408,7 @@ def run(options: ServeOptions, server: ServerOptions) -> int:
 
 
 def _shown_url(url: str | None) -> str:
-    import sqlalchemy as sa
+    """``url`` with its password and secret query values masked (the start-up log)."""
+    from mlflow_governance.urls import mask_url
 
-    return sa.make_url(url or "").render_as_string(hide_password=True) if url else "(none)"
+    return mask_url(url) if url else "(none)"

@@ -48,6 +48,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_CONFLICT
 
 from mlflow_governance import workflow
+from mlflow_governance.sidecar import no_auth_args
 from mlflow_governance.sidecar.bodies import FORMATS
 
 SAMPLE_ROWS = 20
@@ -87,7 +88,9 @@ def normalize_url(url: str) -> str:
 def _get_json(url: str, timeout: float = REQUEST_TIMEOUT_SECONDS) -> tuple[int, Any]:
     import requests
 
-    resp = requests.get(url, timeout=timeout)
+    from mlflow_governance.sidecar import client_credentials
+
+    resp = requests.get(url, timeout=timeout, auth=client_credentials())
     try:
         return resp.status_code, resp.json()
     except ValueError:
@@ -337,7 +340,10 @@ def run_smoke_test(url: str, model: str, version: int, stage: str | None, featur
     rec = _Record()
     diffs: list[float] = []
     seen: set[str] = set()
+    from mlflow_governance.sidecar import client_credentials
+
     with requests.Session() as session:
+        session.auth = client_credentials()
         status = _check_status(rec, session, url, model, version, stage)
         for fmt, body in request_bodies(sample).items():
             diff = _check_scoring(rec, session, url, fmt, body, model, version, local_pred, local_prob, seen)
@@ -495,6 +501,7 @@ class StagingSidecar:
             "--host", self.host, "--port", str(self.port), "--workers", "1",
             "--monitor-every-rows", "0", "--monitor-every-seconds", "0",
             "--payload-url", f"sqlite:///{self._tmp / 'payloads.db'}", "--spool-dir", str(self._tmp / "spool"),
+            *no_auth_args(),
         ]
         self.proc = subprocess.Popen(self.command, cwd=self._tmp, env=self.environment(), stdin=subprocess.DEVNULL,
                                      stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
