@@ -185,3 +185,11 @@ def test_explanations_wait_in_a_bounded_queue():
         t.join(5)
     with admission.admitted("c3"):
         assert admission.inside == 1
+
+
+def test_a_registry_failure_shown_on_status_keeps_no_secret():
+    from mlflow_governance.sidecar.gate import _reason
+
+    shown = _reason(Exception("cannot reach the governance server at http://svc:hunter2@10.1.2.3:5000/?token=abc1 "
+                              "(connection refused)"))
+    assert "hunter2" not in shown and "abc1" not in shown and "connection refused" in shown

@@ -410,12 +410,13 @@ class Gate:
 def _reason(exc: BaseException) -> str:
     """A failure in words for a client: no database error text, no traceback."""
     from mlflow_governance.errors import leaks_database_text
+    from mlflow_governance.urls import scrub
 
     lines = str(getattr(exc, "message", None) or exc).strip().splitlines()
     text = lines[0][:300] if lines else type(exc).__name__
     if leaks_database_text(text):
         return f"the registry database failed ({type(exc).__name__})"
-    return text
+    return scrub(text)  # a URL in the message keeps no password or secret query value
 
 
 def check_servable(options: ServeOptions, client: Any = None) -> Verdict:
