@@ -53,7 +53,7 @@ spark-jdbc:
 	    else echo "install Java and the JDBC drivers (apt-get install openjdk-17-jre-headless libpostgresql-jdbc-java libxerial-sqlite-jdbc-java)"; fi; }
 
 test: setup browser load-balancer spark-jdbc lint
-	$(PY) -m pytest -q -p no:cacheprovider --durations=25 tests
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup --durations=25 tests
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) *.egg-info mlruns mlartifacts

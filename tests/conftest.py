@@ -2,11 +2,18 @@
 
 Expensive things are made once per session: a migrated SQLite template (copied per test that
 needs a private database) and a fresh PostgreSQL database that no other run sees.
+
+Under pytest-xdist (`make test`: ``-n 2 --dist loadgroup``) every worker is its own session: its own
+PostgreSQL databases (named after the worker, plus a random suffix), its own temporary directories
+(and working directory), and ports no other worker hands out (`free_port`). The test modules that
+use an expensive shared fixture (the README sequences, the demo run) run on one worker, each module
+with module-scoped fixtures on one worker; see `xdist_plan`.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import uuid
@@ -30,11 +37,174 @@ ROLE_USER = {role: user for user, role in USERS.items()}
 PG_ADMIN_URL = os.environ.get("MLGOV_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
+def worker_id() -> str:
+    """This pytest-xdist worker's id ("gw0", "gw1"...), or "main" without xdist."""
+    return os.environ.get("PYTEST_XDIST_WORKER") or "main"
+
+
+def db_name(prefix: str) -> str:
+    """A PostgreSQL database name no other run or worker uses: prefix, worker, random suffix."""
+    return f"{prefix}_{worker_id()}_{uuid.uuid4().hex[:10]}"
+
+
+_ports_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free TCP port on 127.0.0.1 that no other xdist worker and no earlier call hands out.
+
+    The kernel picks a free port; of those, worker i of n takes only ports of blocks of 8 numbered i
+    modulo n ((port // 8) % n == i; not port % n: Linux gives bind(0) ports of one parity only), so
+    two workers never get the same port between a call and the server's bind.
+    """
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    worker = worker_id()
+    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    for _ in range(1000):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if (port // 8) % count == index % count and port not in _ports_handed_out:
+            _ports_handed_out.add(port)
+            return port
+    raise RuntimeError("no free TCP port on 127.0.0.1")
+
+
+# --- pytest-xdist: which tests share a worker ---------------------------------------------------
+
+# Fixtures too expensive to make once per worker: every test module that uses one (directly or
+# through another fixture) joins that fixture's group, so one worker makes it once. In this order
+# of precedence (a module using two joins the first) and of scheduling.
+SHARED_GROUPS: tuple[tuple[str, frozenset[str]], ...] = (
+    # both README sequences at once (about three minutes); the fixture starts every selected
+    # sequence of the session, so their tests must all run on the worker that starts them
+    ("readme", frozenset({"readme_runs"})),
+    # `mlgov demo` as a process (about two minutes): tests/test_demo.py and tests/test_trace.py
+    ("demo", frozenset({"demo_run"})),
+)
+# Sent out early, after the shared groups, one module at a time (the longest work first, so that
+# the tests sent one at a time fill the end of both workers' runs):
+# * the modules on the session's trained model (`mlflow run -e train`, about 40 s): 15 modules and
+#   about half the suite's time, too much for one worker; each worker trains once at most.
+EARLY_FIXTURES = frozenset({"trained_model", "production_model"})
+# * the modules of the slowest single tests (pipeline run, Spark).
+EARLY_MODULES = frozenset({"tests/test_pipeline.py", "tests/test_acquisition_spark.py"})
+_WIDER_THAN_FUNCTION = ("module", "class", "package")
+
+
+def _uses_wide_fixture(item: pytest.Item) -> bool:
+    """Whether the item uses a module-, class- or package-scoped fixture (made once per worker
+    that runs any of the module's tests: the module's tests stay together)."""
+    info = getattr(item, "_fixtureinfo", None)
+    for defs in (getattr(info, "name2fixturedefs", None) or {}).values():
+        if defs and getattr(defs[-1], "scope", "function") in _WIDER_THAN_FUNCTION:
+            return True
+    return False
+
+
+_WIDE_SCOPE_IN_SOURCE = re.compile(r"""scope\s*=\s*["'](?:module|class|package)["']""")
+
+
+def _defines_wide_fixture(item: pytest.Item) -> bool:
+    """Whether the item's module defines a module-, class- or package-scoped fixture: also those
+    its tests only reach by request.getfixturevalue, which item.fixturenames does not show."""
+    try:
+        return bool(_WIDE_SCOPE_IN_SOURCE.search(item.path.read_text(encoding="utf-8")))
+    except OSError:
+        return False
+
+
+def _module(item: pytest.Item) -> str:
+    return item.nodeid.split("::", 1)[0]
+
+
+def _group_of_module(module: str) -> str:
+    """tests/test_x.py -> test_x (the group's name, appended to its tests' node ids)."""
+    return module.removeprefix("tests/").removesuffix(".py")
+
+
+def xdist_plan(items: list[pytest.Item]) -> dict[str, tuple[int, str | None]]:
+    """module -> (rank in the schedule, xdist group or None).
+
+    A module using a shared fixture joins its group; a module using a module-scoped fixture (or
+    the trained model) is a group of its own; the others' tests go one at a time. Ranks: the shared
+    groups in SHARED_GROUPS order, then the early modules, then the other module groups, then the
+    rest."""
+    modules: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        modules.setdefault(_module(item), []).append(item)
+    plan: dict[str, tuple[int, str | None]] = {}
+    early, grouped, single = len(SHARED_GROUPS), len(SHARED_GROUPS) + 1, len(SHARED_GROUPS) + 2
+    for module, its in modules.items():
+        used = set().union(*(set(getattr(item, "fixturenames", ())) for item in its))
+        shared = next((i for i, (_, fixtures) in enumerate(SHARED_GROUPS) if used & fixtures), None)
+        if shared is not None:
+            plan[module] = (shared, SHARED_GROUPS[shared][0])
+        elif used & EARLY_FIXTURES:
+            plan[module] = (early, _group_of_module(module))
+        elif _defines_wide_fixture(its[0]) or any(_uses_wide_fixture(item) for item in its):
+            plan[module] = (early if module in EARLY_MODULES else grouped, _group_of_module(module))
+        else:
+            plan[module] = (early if module in EARLY_MODULES else single, None)
+    return plan
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]):
+    """On an xdist worker under --dist loadgroup: mark each test with its group (`xdist_plan`) and
+    order the collection by rank, each module's tests in their order.
+
+    Every worker collects the same items and computes the same marks and order (nothing here
+    depends on the worker), as xdist requires. The scheduler hands out the groups and single tests
+    in that order (pytest_configure turns off xdist's reordering by group size)."""
+    if not getattr(config.option, "loadgroup", False):
+        return (yield)
+    plan = xdist_plan(items)
+    for item in items:  # before xdist's own hook, which reads the marks
+        group = plan[_module(item)][1]
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(name=group))
+    result = yield
+    items[:] = sorted(items, key=lambda item: plan[_module(item)][0])  # stable
+    for item in items:
+        group = plan[_module(item)][1]
+        if group is not None and not item.nodeid.endswith(f"@{group}"):
+            _append_group(item, group)
+    return result
+
+
+def _append_group(item: pytest.Item, group: str) -> None:
+    """Give the node id the "@group" suffix by which the loadgroup scheduler groups the tests.
+
+    xdist's worker hook sets it by writing ``item._nodeid``, which pytest 9.2 no longer reads (its
+    node ids are structured, ``item._id``): the groups were silently ignored and every test went
+    out alone (pytest-dev/pytest-xdist#1386). Remove this once a fixed xdist is released."""
+    nodeid = f"{item.nodeid}@{group}"
+    structured = getattr(item, "_id", None)
+    if structured is not None and hasattr(type(structured), "parse"):
+        item._id = type(structured).parse(nodeid)
+    else:
+        item._nodeid = nodeid
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # --dist loadgroup would otherwise hand out the groups by their number of tests, largest
+    # first; the order the collection hook gives (longest work first) balances better.
+    if getattr(config.option, "dist", "no") == "loadgroup":
+        config.option.loadscopereorder = False
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_cwd(tmp_path_factory) -> Iterator[None]:
+    """Session and module fixtures run in a private directory too (tests run in their tmp_path):
+    nothing a fixture writes by a relative path (MLflow's ./mlruns...) lands in the checkout,
+    shared by the xdist workers."""
+    old = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("session-cwd"))
+    try:
+        yield
+    finally:
+        os.chdir(old)
 
 
 @pytest.fixture(autouse=True)
@@ -69,7 +239,7 @@ def pg_database() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session (dropped at the end)."""
     import sqlalchemy as sa
 
-    name = f"mlgov_test_{uuid.uuid4().hex[:10]}"
+    name = db_name("mlgov_test")
     admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))

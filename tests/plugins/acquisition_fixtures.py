@@ -11,7 +11,6 @@ SQLite, airports from PostgreSQL), made once per session with the acquisition pi
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,8 +65,9 @@ def acquisition_sources(tmp_path_factory) -> Iterator[AcquisitionSources]:
     import sqlalchemy as sa
 
     from mlflow_governance.acquisition.sources import seed
+    from tests.conftest import db_name
 
-    name = f"mlgov_acq_{uuid.uuid4().hex[:10]}"
+    name = db_name("mlgov_acq")
     admin = sa.create_engine(_PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
