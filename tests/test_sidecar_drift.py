@@ -32,7 +32,7 @@ def test_summer_traffic_turns_the_sidecar_red_until_the_owner_reviews_it(product
     env = sidecar_env(registry.registry_uri, registry.tracking_uri, MLGOV_USER="mona")
     # Default monitoring settings (every 1,000 rows or 20 s); a 1-second usability cache.
     with run_sidecar(tmp_path / "run", env, "--model", registry.model, "--workers", "2",
-                     "--usability-cache-seconds", "1") as sidecar:
+                     "--usability-cache-seconds", "1", "--no-auth") as sidecar:
         session = requests.Session()
 
         def score(frame):
