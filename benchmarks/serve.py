@@ -445,6 +445,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000, help="requests per run without wrk")
     parser.add_argument("--auth-cache-seconds", type=float, default=DEFAULT_AUTH_CACHE_SECONDS,
                         help="the authenticated sidecar's --auth-cache-seconds (its default)")
+    parser.add_argument("--no-monitor", action="store_true",
+                        help="both sidecars without the production monitor (to see what the monitor costs)")
     parser.add_argument("--keep", action="store_true", help="keep the working directory (logs, databases)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -466,6 +468,7 @@ def main() -> None:
                   f"{args.requests} requests per run", file=sys.stderr)
         results: dict[tuple[str, str], dict[str, float]] = {}
 
+        monitor = ["--monitor-every-rows", "0", "--monitor-every-seconds", "0"] if args.no_monitor else []
         # The governance server runs (and its CPU counts) for both sidecars, so that the two differ in
         # what the sidecar does, not in what else shares the two cores.
         with governance_server(workdir) as governance:
@@ -475,12 +478,12 @@ def main() -> None:
             port = free_port()
             local = {**os.environ, "MLGOV_USER": MONITOR}
             local.pop(AUTH_ENV, None)
-            bench(NO_AUTH, start_sidecar(workdir / "sidecar-no-auth", port, local, "--no-auth"), port, sizes, args,
+            bench(NO_AUTH, start_sidecar(workdir / "sidecar-no-auth", port, local, "--no-auth", *monitor), port, sizes, args,
                   script, results, also=(governance.proc.pid,), authenticated=False)
             # 2. the same registry behind the governance server, every caller authenticated by it
             port = free_port()
             proc = start_sidecar(workdir / "sidecar-auth", port, governance.env(MONITOR),
-                                 "--auth-cache-seconds", f"{args.auth_cache_seconds:g}")
+                                 "--auth-cache-seconds", f"{args.auth_cache_seconds:g}", *monitor)
             bench(AUTHENTICATED, proc, port, sizes, args, script, results, governance.authorization(SCORER),
                   also=(governance.proc.pid,), authenticated=True)
         # 3. MLflow's own scoring server
