@@ -152,12 +152,19 @@ def client_credentials() -> tuple[str, str] | None:
     return (user, password) if user and password else None
 
 
+def governance_server() -> str | None:
+    """The governance server the registry URI names (the one that authenticates callers), or None
+    for a local registry (`GovernanceClient.remote`'s rule)."""
+    from mlflow_governance.client import GovernanceClient
+
+    client = GovernanceClient()
+    return client.registry_uri if client.remote else None
+
+
 def no_auth_args() -> list[str]:
     """``["--no-auth"]`` for a sidecar of ours on a local registry (development: there is no server to
     check callers against); nothing against a governance server, where callers are authenticated."""
-    from mlflow_governance.client import resolve_registry_uri
-
-    return [] if resolve_registry_uri().startswith(("http://", "https://")) else ["--no-auth"]
+    return [] if governance_server() else ["--no-auth"]
 
 
 def environment_with(options: ServeOptions, env: dict[str, str] | None = None) -> dict[str, str]:

@@ -303,10 +303,10 @@ def authenticator(options: ServeOptions) -> Any:
     if options.no_auth:
         return access.NoAuthentication()
     from mlflow_governance import environment_variables as ev
-    from mlflow_governance.client import resolve_registry_uri
+    from mlflow_governance.sidecar import governance_server
 
-    uri = resolve_registry_uri()
-    if not uri.startswith(("http://", "https://")):
+    uri = governance_server()
+    if uri is None:
         raise ValueError("authentication needs a governance server to check callers against (MLFLOW_TRACKING_URI "
                          "or MLFLOW_REGISTRY_URI = its http(s):// URL); on a local registry pass --no-auth "
                          "(development only: nobody is authenticated)")

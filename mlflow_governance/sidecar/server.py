@@ -257,13 +257,11 @@ def check_authentication(options: ServeOptions) -> None:
     """Refuse to start a sidecar nobody could call safely: ``--no-auth`` against a governance server
     (exit 2), authentication without a server to ask (exit 2), or a server that cannot answer who a
     caller is (the sidecar's own identity is asked once: exit 3 when it is refused, 1 otherwise)."""
-    from mlflow_governance.client import resolve_registry_uri
-    from mlflow_governance.sidecar import access
+    from mlflow_governance.sidecar import access, governance_server
     from mlflow_governance.sidecar.app import authenticator
 
-    remote = resolve_registry_uri().startswith(("http://", "https://"))
     if options.no_auth:
-        if remote:
+        if governance_server():
             raise ServeError("--no-auth is refused against a governance server: every caller of a governed "
                              "model's sidecar must be authenticated (drop --no-auth)", EXIT_BAD_OPTIONS)
         return
@@ -283,15 +281,16 @@ def check_authentication(options: ServeOptions) -> None:
 
 
 def _own_authorization() -> str | None:
-    """The sidecar's own basic-auth header (MLflow's ``MLFLOW_TRACKING_USERNAME``/``PASSWORD``)."""
+    """The sidecar's own basic-auth header (`client_credentials`: MLflow's ``MLFLOW_TRACKING_USERNAME``
+    and ``PASSWORD``), or None."""
     import base64
 
-    from mlflow.environment_variables import MLFLOW_TRACKING_PASSWORD, MLFLOW_TRACKING_USERNAME
+    from mlflow_governance.sidecar import client_credentials
 
-    user, password = MLFLOW_TRACKING_USERNAME.get(), MLFLOW_TRACKING_PASSWORD.get()
-    if not user or not password:
+    own = client_credentials()
+    if own is None:
         return None
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return "Basic " + base64.b64encode(f"{own[0]}:{own[1]}".encode()).decode("ascii")
 
 
 def prepare_payload_tables(url: str) -> None:
