@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= demo-output
 
-.PHONY: setup demo test lint browser bench-tools load-balancer spark-jdbc clean
+.PHONY: setup demo test coverage lint browser bench-tools load-balancer spark-jdbc clean
 
 $(STAMP): setup.py
 	@echo "== setting up $(VENV): mlflow-governance and its dependencies (a few minutes on a fresh machine)"
@@ -55,5 +55,13 @@ spark-jdbc:
 test: setup browser load-balancer spark-jdbc lint
 	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup --durations=25 tests
 
+# The suite under coverage.py: line coverage of mlflow_governance across both xdist workers and
+# the Python processes the tests start (.coveragerc); slower than make test.
+coverage: setup browser load-balancer spark-jdbc
+	rm -f .coverage .coverage.*
+	MLGOV_COVERAGE_DIR=$(CURDIR) $(VENV)/bin/coverage run -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup tests
+	MLGOV_COVERAGE_DIR=$(CURDIR) $(VENV)/bin/coverage combine -q
+	$(VENV)/bin/coverage report
+
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) *.egg-info mlruns mlartifacts
+	rm -rf $(VENV) $(DEMO_DIR) *.egg-info mlruns mlartifacts .coverage .coverage.*

@@ -42,9 +42,10 @@ setup(
         "mysql": ["pymysql>=1.1"],
         # mlgov acquire --engine spark (needs Java 17+ and JDBC driver jars: make spark-jdbc)
         "spark": ["pyspark>=3.5"],
-        # pytest-xdist: make test runs the suite on two workers (-n 2 --dist loadgroup)
+        # pytest-xdist: make test runs the suite on two workers (-n 2 --dist loadgroup); coverage 7.10+
+        # measures the server subprocesses too (make coverage, [run] patch = subprocess)
         "test": ["pytest>=8", "pytest-xdist>=3.5", "ruff>=0.5", "selenium>=4.20", "pymysql>=1.1", "aiosmtpd>=1.4",
-                 "pyspark>=3.5"],
+                 "pyspark>=3.5", "coverage>=7.10"],
     },
     entry_points={
         "console_scripts": ["mlgov=mlflow_governance.cli.main:cli"],
