@@ -106,6 +106,7 @@ VALIDATION_MONTH = 4
 SUMMER_MONTH = 7
 DRIFT_DEADLINE_SECONDS = 180.0
 JULY_ROWS_PER_SECOND = 1000.0  # steady traffic, not a load test
+DEMO_MONITOR_CPU_SHARE = 0.5  # the production monitor's CPU budget in the walk-through (mlgov serve --monitor-cpu-share)
 
 
 @contextmanager
@@ -372,9 +373,13 @@ def _serve_and_drift(workdir: Path, payload_url: str, experiments: dict[str, str
     from mlflow_governance.demo_serving import Traffic, flights
     from mlflow_governance.sidecar.process import SidecarProcess
 
+    # The monitor may use half a core here (default: a fifth): its first evaluation attaches
+    # evidently's report, and under the default budget it would then wait some 30 s before the
+    # next, while the walk-through's July traffic shows drift within a window.
     production = SidecarProcess(["--model", MODEL, "--workers", "2", "--payload-url", payload_url,
                                  "--spool-dir", str(workdir / "serving" / "spool"),
-                                 "--usability-cache-seconds", "2", "--no-auth"],
+                                 "--usability-cache-seconds", "2", "--monitor-cpu-share", str(DEMO_MONITOR_CPU_SHARE),
+                                 "--no-auth"],
                                 sidecar_env("mona"), workdir / "serving", name="production")
     started.append(production)
     production.start()

@@ -196,27 +196,40 @@ def test_every_route_refuses_strangers(governance_server, method, path):
 
 
 def test_mlgov_cli_against_the_server(governance_server, tmp_path):
+    """The installed ``mlgov`` as a process where the answer is an exit code (a refusal, a wrong
+    password), the rest in-process (click's runner: the same commands against the same server)."""
+    from click.testing import CliRunner
+
+    from mlflow_governance.cli.main import cli
+
     url = governance_server
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLGOV_"))}
     env.update({"MLFLOW_TRACKING_URI": url, "MLFLOW_TRACKING_USERNAME": "olivia",
                 "MLFLOW_TRACKING_PASSWORD": password("olivia")})
+
+    def installed(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+        return subprocess.run([MLGOV, *args], env=env, capture_output=True, text=True, cwd=tmp_path)
+
+    def in_process(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+        settings = {k: env[k] for k in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+        result = CliRunner().invoke(cli, args, env=settings)
+        return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
+
     model = unique("cli")
-    p = subprocess.run([MLGOV, "initiate", model, "--use-case", "remote"], env=env, capture_output=True, text=True,
-                       cwd=tmp_path)
+    p = installed(["initiate", model, "--use-case", "remote"], env)
     assert p.returncode == 0 and p.stdout.strip().startswith("MOD_"), p.stderr
-    p = subprocess.run([MLGOV, "transition", model, "approve"], env=env, capture_output=True, text=True, cwd=tmp_path)
+    p = installed(["transition", model, "approve"], env)
     assert p.returncode == 3 and "ModelApprover" in p.stderr and "Traceback" not in p.stderr
     env_adam = {**env, "MLFLOW_TRACKING_USERNAME": "adam", "MLFLOW_TRACKING_PASSWORD": password("adam")}
-    p = subprocess.run([MLGOV, "tasks"], env=env_adam, capture_output=True, text=True, cwd=tmp_path)
+    p = in_process(["tasks"], env_adam)
     assert p.returncode == 0 and model in p.stdout
-    p = subprocess.run([MLGOV, "transition", model, "approve"], env=env_adam, capture_output=True, text=True,
-                       cwd=tmp_path)
+    p = in_process(["transition", model, "approve"], env_adam)
     assert p.returncode == 0 and wf.DATA_ACQUISITION in p.stdout, p.stderr
     env_admin = {**env, "MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": ADMIN_PASSWORD}
-    p = subprocess.run([MLGOV, "roles", "list"], env=env_admin, capture_output=True, text=True, cwd=tmp_path)
+    p = in_process(["roles", "list"], env_admin)
     assert p.returncode == 0 and "victor" in p.stdout and wf.MODEL_VALIDATOR in p.stdout
     env_bad = {**env, "MLFLOW_TRACKING_PASSWORD": "wrong-password-1"}
-    p = subprocess.run([MLGOV, "status", model], env=env_bad, capture_output=True, text=True, cwd=tmp_path)
+    p = installed(["status", model], env_bad)
     assert p.returncode == 3 and "authentication required" in p.stderr
     assert not any(tmp_path.iterdir())
     # The Python API works against the server the same way.

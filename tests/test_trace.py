@@ -162,35 +162,48 @@ def test_a_prediction_by_a_later_decommissioned_version_is_traced_to_its_people_
         MODEL, "2").run_id
 
 
-def test_mlgov_trace_formats_and_errors(served, tmp_path):
+def test_mlgov_trace_formats_and_errors(served, tmp_path, monkeypatch):
+    """The installed ``mlgov`` as a process for the JSON answer and the unreachable database (a
+    driver's error must not become a traceback); the other formats and refusals in-process
+    (click's runner: the same command, exit codes and stderr, without a process start each)."""
+    from click.testing import CliRunner
+
+    from mlflow_governance.cli.main import cli
+
     env = {**sidecar_env(served["registry"]["MLFLOW_REGISTRY_URI"], served["registry"]["MLFLOW_TRACKING_URI"]),
            "MLGOV_USER": "olivia"}
 
-    def mlgov(*args):
+    def installed(*args):
         return subprocess.run([MLGOV, "trace", *args], env=env, capture_output=True, text=True, cwd=tmp_path,
                               timeout=300)
 
+    def in_process(*args):
+        result = CliRunner().invoke(cli, ["trace", *args], env={k: env[k] for k in (
+            "MLFLOW_REGISTRY_URI", "MLFLOW_TRACKING_URI", "MLGOV_USER")})
+        return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
+
+    monkeypatch.chdir(tmp_path)
     rid = served["v1_ids"][1]
-    p = mlgov(rid, "--payload-url", served["payload_url"], "--format", "json")
+    p = installed(rid, "--payload-url", served["payload_url"], "--format", "json")
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["request_id"] == rid
-    p = mlgov(rid, "--payload-url", served["payload_url"])
+    p = in_process(rid, "--payload-url", served["payload_url"])
     assert p.returncode == 0 and "== approvals [found]" in p.stdout and "healthy when it answered: yes" in p.stdout
     page = tmp_path / "trace.html"
-    p = mlgov(rid, "--payload-url", served["payload_url"], "--format", "html", "--output", str(page))
+    p = in_process(rid, "--payload-url", served["payload_url"], "--format", "html", "--output", str(page))
     assert p.returncode == 0 and "<h1>Request " in page.read_text()
-    p = mlgov(rid, "--payload-url", served["payload_url"], "--format", "html", "--output", str(page))
+    p = in_process(rid, "--payload-url", served["payload_url"], "--format", "html", "--output", str(page))
     assert p.returncode == 2 and "already exists" in p.stderr  # never replaced silently
     cases = [
-        (("not-an-id", "--payload-url", served["payload_url"]), 2, "is not a request id"),
-        (("0" * 32, "--payload-url", served["payload_url"]), 4, "no scored row with request id"),
-        ((rid, "--payload-url", f"postgresql://nobody:secret@127.0.0.1:{free_port()}/payloads"), 6,
+        (installed, (rid, "--payload-url", f"postgresql://nobody:secret@127.0.0.1:{free_port()}/payloads"), 6,
          "is not reachable"),
-        ((rid, "--payload-url", "not a url"), 2, "is not a database URL"),
-        ((rid, "--payload-url", f"sqlite:///{tmp_path / 'typo.db'}"), 6, "does not exist"),
+        (in_process, ("not-an-id", "--payload-url", served["payload_url"]), 2, "is not a request id"),
+        (in_process, ("0" * 32, "--payload-url", served["payload_url"]), 4, "no scored row with request id"),
+        (in_process, (rid, "--payload-url", "not a url"), 2, "is not a database URL"),
+        (in_process, (rid, "--payload-url", f"sqlite:///{tmp_path / 'typo.db'}"), 6, "does not exist"),
     ]
-    for args, code, text in cases:
-        p = mlgov(*args)
+    for run, args, code, text in cases:
+        p = run(*args)
         assert p.returncode == code and text in p.stderr, (args, p.returncode, p.stderr)
         assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr and "secret" not in p.stderr
     assert not (tmp_path / "typo.db").exists()  # a mistyped path is never created
