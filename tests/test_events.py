@@ -210,17 +210,17 @@ def test_delivery_signed_once_in_order_and_kept_while_the_receiver_is_down(sqlit
         (target,) = status["targets"]
         assert target["name"] == "versions" and target["url"] == receiver.url and target["attempts"] == 1
         assert "Connection" in target["last_error"]
-        time.sleep(1.1)
+        _retry_due(store)
         assert deliverer.run_once().failed == 1
         assert delivery.status(store)["targets"][0]["attempts"] == 2
 
         # A receiver that answers 500 is retried the same way.
         receiver.status = 500
         receiver.start()
-        time.sleep(1.1)
+        _retry_due(store)
         assert deliverer.run_once().failed == 1 and receiver.received() == got
         receiver.status = 200
-        time.sleep(1.1)
+        _retry_due(store)
         result = deliverer.run_once()
         assert (result.delivered, result.failed) == (7, 0)
         after = receiver.received()[len(got):]
@@ -243,6 +243,24 @@ def _deliveries(store):
         return conn.execute(sa.select(event_deliveries).order_by(event_deliveries.c.event_seq)).all()
 
 
+def eventually(check, timeout: float = 30.0, what: str = "the condition"):
+    """Poll ``check`` every 0.1 s until it returns something truthy; AssertionError at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
+
+
+def _retry_due(store) -> None:
+    """Until the clock has passed the next attempt time of every undelivered row (its backoff is over)."""
+    eventually(lambda: all(r.next_attempt_at <= delivery._now_ms() for r in _deliveries(store)
+                           if r.state == delivery.PENDING), 10, "the retry time of the undelivered rows")
+
+
 def test_only_the_webhooks_of_the_moment_and_skipped_when_gone(sqlite_registry, webhook_env, tmp_path):
     store = governed_store()
     client = GovernanceClient()
@@ -259,7 +277,7 @@ def test_only_the_webhooks_of_the_moment_and_skipped_when_gone(sqlite_registry, 
         deliverer = delivery.Deliverer(store)
         assert deliverer.run_once().failed == 1
         MlflowClient().delete_webhook(hook.webhook_id)
-        time.sleep(1.1)
+        _retry_due(store)
         result = deliverer.run_once()
         assert (result.skipped, result.delivered) == (1, 0)
         assert delivery.status(store)["undelivered"] == 0 and delivery.status(store)["skipped"] == 1
@@ -366,9 +384,23 @@ def _mine(rec: Receiver, model: str):
     return [d for d in rec.received() if d.data["name"] == model]
 
 
-def _quiet(rec: Receiver, model: str, count: int, seconds: float = 3.0) -> None:
-    """Nothing more than ``count`` deliveries for ``model`` arrives within ``seconds`` (3 delivery passes)."""
-    time.sleep(seconds)
+def _admin(url: str) -> GovernanceClient:
+    admin = GovernanceClient(url)
+    admin.backend.auth = ("admin", ADMIN_PASSWORD)
+    return admin
+
+
+def _quiet(url: str, rec: Receiver, model: str, count: int) -> None:
+    """Nothing more than ``count`` deliveries for ``model`` arrives: checked once the server's
+    outbox is drained for ``rec`` (every event fanned out, no row of its webhook left undelivered: a
+    row stays undelivered while it is being sent, and only undelivered rows are ever sent)."""
+    admin = _admin(url)
+
+    def drained() -> bool:
+        status = admin.events_status()
+        return status["undispatched"] == 0 and not [t for t in status["targets"] if t["url"] == rec.url]
+
+    eventually(drained, 60, "the outbox drained for the receiver")
     assert len(_mine(rec, model)) == count, [d.data for d in _mine(rec, model)]
 
 
@@ -396,7 +428,7 @@ def test_webhook_fires_once_for_the_api_and_the_local_cli_and_never_for_a_refusa
     r = requests.post(f"{url}/api/2.0/mlflow/model-versions/set-tag", auth=("devi", password("devi")), timeout=30,
                       json={"name": model, "version": str(version), "key": "mlgov.action", "value": "approve"})
     assert r.status_code == 403
-    _quiet(receiver, model, 1)
+    _quiet(url, receiver, model, 1)
     # Through the local CLI, another process on the server's database: one event, delivered by the server.
     p = subprocess.run([MLGOV, "transition", model, "approve", "--version", str(version)], env=_local_env(db, "olivia"),
                        capture_output=True, text=True, cwd=tmp_path)
@@ -411,7 +443,7 @@ def test_webhook_fires_once_for_the_api_and_the_local_cli_and_never_for_a_refusa
     third = receiver.wait_for(3)[2]
     assert third.data == {"name": model, "version": str(version), "key": "mlgov.field.validation_dataset",
                           "value": "file:///v.parquet"}
-    _quiet(receiver, model, 3)
+    _quiet(url, receiver, model, 3)
     assert receiver.refused == [] and len({d.delivery_id for d in _mine(receiver, model)}) == 3
     # The governance events themselves, over REST, with the link to the approvals page.
     found = api(url, "olivia").events(0, 100, model)
@@ -455,7 +487,7 @@ def test_a_receiver_down_during_a_walk_loses_nothing(events_server, receiver, tm
     assert visible["undelivered"] == status["undelivered"] and "targets" not in visible  # counts for everyone
     receiver.start()
     got = receiver.wait_for(len(expected), timeout=60)
-    _quiet(receiver, model, len(expected))
+    _quiet(url, receiver, model, len(expected))
     assert [d.data for d in _mine(receiver, model)] == expected  # every event, once, in order
     assert all(d.signed for d in got) and receiver.refused == []
     assert admin.events_status()["undelivered"] == 0
@@ -501,12 +533,16 @@ def test_two_workers_deliver_each_event_once_in_order(two_worker_server, monkeyp
                 rec.stop()  # down for a while: both workers retry, neither sends twice
             api(url, ROLE_USER[row.role]).transition(model, row.action, version,
                                                      fields_for(row.source, model, version), None)
-        time.sleep(3)
+        # Down for a while: its oldest event tried and failed more than once (by either worker).
+        admin = _admin(url)
+        eventually(lambda: [t for t in admin.events_status()["targets"]
+                            if t["url"] == rec.url and t["attempts"] >= 2 and t["last_error"]],
+                   60, "the receiver's oldest event retried")
         rec.start()
         expected = [e["mlflow_payload"] for e in api(url, "olivia").events(0, 100, model)
                     if e["mlflow_event"] in VERSION_EVENTS]
         rec.wait_for(len(expected), timeout=60)
-        _quiet(rec, model, len(expected))
+        _quiet(url, rec, model, len(expected))
         assert [d.data for d in _mine(rec, model)] == expected and all(d.signed for d in rec.received())
 
 

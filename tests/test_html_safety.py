@@ -198,10 +198,34 @@ def _marks(driver, frame: str | None, alerts: list[str]) -> tuple[dict, dict]:
     return top, inner
 
 
+#: The document has finished loading and every image in it has loaded or failed: an image's error
+#: event is fired in the same task that makes it ``complete``, and the load event waits for them.
+_SETTLED = ("return location.href !== 'about:blank' && document.readyState === 'complete'"
+            " && Array.from(document.images).every(i => i.complete)")
+
+
+def _settled(driver, frame: str | None, alerts: list[str]) -> bool:
+    """The page and (when ``frame`` is given) that frame are settled (`_SETTLED`), accepting alerts."""
+    from selenium.webdriver.common.by import By
+
+    alerts += _alerts(driver)
+    if not driver.execute_script(_SETTLED):
+        return False
+    if frame is None:
+        return True
+    driver.switch_to.frame(driver.find_element(By.ID, frame))
+    try:
+        alerts += _alerts(driver)
+        return bool(driver.execute_script(_SETTLED))
+    finally:
+        driver.switch_to.default_content()
+
+
 def open_page(driver, page: Path, *, frame: str | None = None, expect_render: bool, wait: float = 20.0) -> dict:
     """Open ``page`` and report what ran: alerts, the title, the markers the payloads set (on the
     page and in its frame ``frame``), and the report's rendered text. Waits for the report to
-    render (``expect_render``) or for something to run, then a second for anything late."""
+    render (``expect_render``) or for something to run, then until the page and its frame have
+    finished loading (every image loaded or failed) for anything late."""
     driver.get(page.as_uri())
     alerts: list[str] = []
     deadline = time.monotonic() + wait
@@ -212,7 +236,11 @@ def open_page(driver, page: Path, *, frame: str | None = None, expect_render: bo
         if time.monotonic() > deadline:
             break
         time.sleep(0.25)
-    time.sleep(1.0)  # an image's error event, a second payload
+    # An image's error event, a second payload: until the page and its frame have finished loading.
+    deadline = time.monotonic() + wait
+    while not _settled(driver, frame, alerts):
+        assert time.monotonic() < deadline, f"{page} did not finish loading within {wait}s"
+        time.sleep(0.1)
     top, inner = _marks(driver, frame, alerts)
     return {"alerts": alerts, "top": top, "inner": inner}
 

@@ -351,9 +351,11 @@ class ReadOnly:
 
     def __init__(self, engine: sa.Engine):
         self.on = False
+        self.tries = 0  # connections checked out while read-only: the writer's attempts at the database
         sa.event.listen(engine, "checkout", self._checkout)
 
     def _checkout(self, dbapi_connection, _record, _proxy):
+        self.tries += self.on
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA query_only = {1 if self.on else 0}")
         cursor.close()
@@ -375,7 +377,9 @@ def test_rows_are_kept_and_requests_refused_when_neither_database_nor_spool_can_
     for k in range(10):
         w.submit(scored(3, f"b{k}-", caller="alice"))
     wait_for(w.refusal, what="the writer to refuse")
-    time.sleep(0.5)  # many more cycles: still one warning, no traceback
+    # Many more cycles (each retries the database, every retry_seconds): still one warning, no traceback.
+    tries = read_only.tries
+    wait_for(lambda: read_only.tries >= tries + 5, what="five more attempts at the database")
     with pytest.raises(PayloadsUnavailable) as refused:
         w.submit(scored(1, "c", caller="alice"))
     reason = w.refusal()
