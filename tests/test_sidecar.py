@@ -326,12 +326,42 @@ def test_keep_alive_clients_starting_together_are_spread_over_both_workers(serve
 # --- the gate --------------------------------------------------------------------------------------
 
 
-def wait_for_status(sidecar, body, status, timeout=CACHE_SECONDS * 2 + 8):
-    """The first response with ``status``; then, once every worker has read governance again (one
-    more cache lifetime), every worker answers so."""
+def every_worker(sidecar, check, workers=2, timeout=CACHE_SECONDS * 2 + 8, what="every worker"):
+    """Poll ``/status`` on several keep-alive connections opened one after the other (the sidecar
+    spreads them over its workers, and each stays with the worker that accepted it) until one round
+    of answers comes from ``workers`` different workers and every answer satisfies ``check``; that
+    round's answers."""
+    sessions = [requests.Session() for _ in range(workers * 3)]
+    seen = []
+
+    def round_of_answers():
+        answers = [s.get(sidecar.url + "/status", timeout=30, auth=sidecar.auth).json() for s in sessions]
+        seen[:] = [(a["worker_pid"], bool(check(a))) for a in answers]
+        return answers if len({a["worker_pid"] for a in answers}) >= workers and all(ok for _, ok in seen) else None
+
+    try:
+        return eventually(round_of_answers, timeout=timeout, what=what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the last round's (worker pid, check): {seen}") from None
+    finally:
+        for s in sessions:
+            s.close()
+
+
+def serving_as(status):
+    """A check of one worker's ``/status``: it answers scoring with HTTP ``status``."""
+    if status == 200:
+        return lambda s: s["serving"] is True and s["refusal"] is None
+    return lambda s: s["serving"] is False and (s["refusal"] or {}).get("status") == status
+
+
+def wait_for_status(sidecar, body, status, timeout=CACHE_SECONDS * 2 + 8, workers=2):
+    """The first response with ``status``; then, once every worker's ``/status`` says it answers so
+    (each has read governance again), every worker answers so."""
     found = eventually(lambda: [r] if (r := sidecar.score(body)).status_code == status else None, timeout=timeout,
                        what=f"HTTP {status}")
-    time.sleep(CACHE_SECONDS * 1.5 + 0.5)
+    every_worker(sidecar, serving_as(status), workers=workers, timeout=timeout,
+                 what=f"every worker's /status answering HTTP {status}")
     assert [sidecar.score(body).status_code for _ in range(6)] == [status] * 6
     return found[0]
 
@@ -383,7 +413,9 @@ def test_a_monitor_reject_names_the_monitor_its_value_and_threshold(served, payl
     assert refused["set_by"]["kind"] == "monitor" and refused["set_by"]["monitor"] == "drift"
     assert refused["set_by"]["value"] == 0.7778 and refused["set_by"]["threshold"] == 0.5
     assert "drift monitor drift.share_drifted_features = 0.7778 (threshold <= 0.5)" in refused["message"]
-    time.sleep(CACHE_SECONDS * 1.5 + 0.5)  # every worker has read it
+    # every worker has read governance since the evaluation row was written: each names the monitor
+    every_worker(sidecar, lambda s: (s["usability_set_by"] or {}).get("kind") == "monitor",
+                 what="every worker's /status naming the monitor")
     status = sidecar.get("/status").json()
     assert status["usability_set_by"]["monitor"] == "drift"
     assert status["last_evaluation"]["verdict"] == "breach" and status["last_evaluation"]["run_id"] == "r123"

@@ -15,9 +15,11 @@ import json
 import time
 
 import requests
+import sqlalchemy as sa
 
 from mlflow_governance import workflow as wf
 from mlflow_governance.client import GovernanceClient
+from mlflow_governance.sidecar import schema
 from tests.conftest import acting
 from tests.test_sidecar_support import copy_registry, eventually, feature_rows, records, run_sidecar, sidecar_env
 
@@ -72,11 +74,27 @@ def test_summer_traffic_turns_the_sidecar_red_until_the_owner_reviews_it(product
         assert status["usability"] == wf.USABILITY_REJECT, status
         assert status["last_evaluation"]["usability_action"] == "reject"
 
+        evaluations = sa.create_engine(f"sqlite:///{sidecar.workdir / 'mlgov-payloads.db'}")
+        e = schema.evaluation
+
+        def evaluations_since(seq):
+            with evaluations.connect() as conn:
+                return conn.execute(sa.select(e.c.seq, e.c.rows, e.c.verdict, e.c.usability_action)
+                                    .where(e.c.model == registry.model, e.c.seq > seq).order_by(e.c.seq)).all()
+
+        with evaluations.connect() as conn:
+            before_review = conn.execute(sa.select(sa.func.max(e.c.seq))).scalar() or 0
         with acting("olivia"):
             GovernanceClient().transition(registry.model, "accept", registry.version,
                                           comment="July traffic reviewed: seasonal, accepted for now")
         eventually(lambda: score(summer.head(5)).status_code == 200, timeout=30, what="scoring resumes after accept")
-        time.sleep(3)  # the monitor polls every second: the reviewed rows must not turn it red again
+        # The reviewed rows must not turn it red again: wait until the monitor has evaluated the traffic
+        # scored since the review (its window restarts after the reviewed rows, so it holds fewer rows
+        # than the winter traffic alone), then no evaluation since the review has rejected.
+        eventually(lambda: [ev for ev in evaluations_since(before_review) if ev.rows < len(winter)], timeout=90,
+                   interval=1.0, what="the monitor's evaluation of the traffic scored after the review")
+        assert not [ev for ev in evaluations_since(before_review) if ev.usability_action == wf.USABILITY_REJECT]
+        evaluations.dispose()
         assert score(summer.head(5)).status_code == 200
         assert GovernanceClient().status(registry.model, registry.version)["version"]["usability"] == "accept"
     print(f"usability turned red {red_after:.1f} s after the first drifted request")

@@ -24,6 +24,7 @@ from mlflow_governance.rest_client import RestGovernance
 from mlflow_governance.sidecar import schema
 from tests.conftest import PG_ADMIN_URL
 from tests.servers import mlflow_server
+from tests.test_sidecar import every_worker
 from tests.test_sidecar_support import (
     TcpProxy,
     copy_registry,
@@ -138,11 +139,20 @@ def noticed(states) -> bool:
     return any(not s["database_up"] or s["spool_rows"] > 0 for s in states)
 
 
+def logged(engine, ids) -> int:
+    """How many of the request ids ``ids`` are in ``mlgov_payload``."""
+    p = schema.payload
+    with engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(p).where(p.c.request_id.in_(list(ids)))).scalar()
+
+
 def test_payload_rows_survive_the_database_going_away_during_traffic(faulty, body):
     sidecar, payload_proxy, _, engine = faulty
     states = []
     with Traffic(sidecar, body) as traffic:
-        time.sleep(1.5)
+        # traffic under way, and its rows reaching the database, before the database goes away
+        eventually(lambda: len(traffic.ids) >= 30 and logged(engine, traffic.ids[:30]) > 0, timeout=30,
+                   what="scored rows in mlgov_payload before the database goes away")
         payload_proxy.stop()
         try:
             # At least 4 s of traffic while the database is away, and until a writer has noticed, at
@@ -157,7 +167,10 @@ def test_payload_rows_survive_the_database_going_away_during_traffic(faulty, bod
             assert r.status_code == 503 and r.json()["error_code"] == "PAYLOAD_DATABASE_UNAVAILABLE", r.text
         finally:
             payload_proxy.start()
-        time.sleep(2.5)
+        # traffic goes on until rows scored after the database came back are in it
+        resumed = len(traffic.ids)
+        eventually(lambda: len(traffic.ids) >= resumed + 30 and logged(engine, traffic.ids[resumed:resumed + 30]) > 0,
+                   timeout=30, what="rows scored after the database came back in mlgov_payload")
     assert not traffic.failures, traffic.failures[:5]
     assert len(traffic.ids) > 50
     assert noticed(states), states
@@ -200,6 +213,7 @@ def test_the_registry_going_away_fails_closed_and_scoring_resumes(faulty, body):
     finally:
         registry_proxy.start()
     eventually(lambda: sidecar.score(body).status_code == 200, timeout=15, what="scoring again")
-    time.sleep(CACHE_SECONDS * 1.5 + 0.5)
+    every_worker(sidecar, lambda s: s["serving"] is True and s["registry"]["read_ok"] is True,
+                 timeout=CACHE_SECONDS * 2 + 13, what="every worker reading the registry and serving again")
     assert [sidecar.score(body).status_code for _ in range(6)] == [200] * 6
     assert sidecar.get("/status").json()["registry"]["read_ok"] is True
