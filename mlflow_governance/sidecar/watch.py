@@ -283,6 +283,9 @@ class Watcher:
         if (evaluation.verdict == BREACH and not self.staging and status.get("stage") == workflow.READY_TO_USE
                 and status.get("usability") == workflow.USABILITY_ACCEPT):
             comment = breach_comment(evaluation, run_id, callers, labellers)
+            # The evaluation row names the reject before the reject exists: a sidecar worker that
+            # reads the red usability in between must find the monitor behind it, not "manual".
+            seq = self._record(version, len(window), evaluation, run_id, workflow.USABILITY_REJECT, callers, labellers)
             try:
                 evidence = {"monitor": "production", "run_id": run_id, "config_digest": evaluation.digest,
                             "rows": len(window), "breaches": breaches_of(evaluation),
@@ -294,7 +297,9 @@ class Watcher:
             except Exception as exc:  # noqa: BLE001 - recorded and retried at the next evaluation
                 comment = f"the reject was refused: {getattr(exc, 'message', None) or exc}"
                 log.error("monitor could not reject %s version %s: %s", self.model, version, comment)
-        self._record(version, len(window), evaluation, run_id, action, callers, labellers)
+                self._unmark_reject(seq)
+        else:
+            self._record(version, len(window), evaluation, run_id, action, callers, labellers)
         self._seen_seq, self._last_run = top, time.monotonic()
         self._last_cost = time.thread_time() - started_cpu
         self.last = {"verdict": evaluation.verdict, "version": version, "reason": evaluation.reason,
@@ -342,10 +347,19 @@ class Watcher:
             log.error("could not log the monitoring run for %s version %s: %s", self.model, version, exc)
             return None
 
-    def _record(self, version: int, rows: int, evaluation, run_id: str | None, action: str | None,
-                callers: dict[str, int] | None = None, labellers: dict[str, int] | None = None) -> None:
+    def _unmark_reject(self, seq: int | None) -> None:
+        """The reject an evaluation row announced did not happen: the row says so."""
+        if seq is None:
+            return
+        e = schema.evaluation
         with self.engine.begin() as conn:
-            conn.execute(schema.evaluation.insert().values(
+            conn.execute(e.update().where(e.c.seq == seq).values(usability_action=None))
+
+    def _record(self, version: int, rows: int, evaluation, run_id: str | None, action: str | None,
+                callers: dict[str, int] | None = None, labellers: dict[str, int] | None = None) -> int | None:
+        """Insert the evaluation row; its sequence number."""
+        with self.engine.begin() as conn:
+            result = conn.execute(schema.evaluation.insert().values(
                 ts=int(time.time() * 1000), model=self.model, version=version, rows=rows,
                 verdict=evaluation.verdict, reason=evaluation.reason,
                 figures=json.dumps(evaluation.figures(), default=str), breaches=json.dumps(breaches_of(evaluation)),
@@ -353,6 +367,8 @@ class Watcher:
                 callers=None if callers is None else json.dumps(callers),
                 labellers=None if labellers is None else json.dumps(labellers),
             ))
+        key = result.inserted_primary_key
+        return int(key[0]) if key and key[0] is not None else None
 
     # --- the schedule --------------------------------------------------------------------
 
