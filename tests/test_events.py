@@ -42,6 +42,7 @@ from tests.test_governance_server import (
     password,
     server_env,
 )
+from tests.test_sidecar_support import eventually
 from tests.webhook_receiver import Receiver
 
 SECRET = "receiver-secret-" + os.urandom(4).hex()
@@ -243,22 +244,10 @@ def _deliveries(store):
         return conn.execute(sa.select(event_deliveries).order_by(event_deliveries.c.event_seq)).all()
 
 
-def eventually(check, timeout: float = 30.0, what: str = "the condition"):
-    """Poll ``check`` every 0.1 s until it returns something truthy; AssertionError at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
-
-
 def _retry_due(store) -> None:
     """Until the clock has passed the next attempt time of every undelivered row (its backoff is over)."""
     eventually(lambda: all(r.next_attempt_at <= delivery._now_ms() for r in _deliveries(store)
-                           if r.state == delivery.PENDING), 10, "the retry time of the undelivered rows")
+                           if r.state == delivery.PENDING), 10, what="the retry time of the undelivered rows")
 
 
 def test_only_the_webhooks_of_the_moment_and_skipped_when_gone(sqlite_registry, webhook_env, tmp_path):
@@ -400,7 +389,7 @@ def _quiet(url: str, rec: Receiver, model: str, count: int) -> None:
         status = admin.events_status()
         return status["undispatched"] == 0 and not [t for t in status["targets"] if t["url"] == rec.url]
 
-    eventually(drained, 60, "the outbox drained for the receiver")
+    eventually(drained, 60, what="the outbox drained for the receiver")
     assert len(_mine(rec, model)) == count, [d.data for d in _mine(rec, model)]
 
 
@@ -537,7 +526,7 @@ def test_two_workers_deliver_each_event_once_in_order(two_worker_server, monkeyp
         admin = _admin(url)
         eventually(lambda: [t for t in admin.events_status()["targets"]
                             if t["url"] == rec.url and t["attempts"] >= 2 and t["last_error"]],
-                   60, "the receiver's oldest event retried")
+                   60, what="the receiver's oldest event retried")
         rec.start()
         expected = [e["mlflow_payload"] for e in api(url, "olivia").events(0, 100, model)
                     if e["mlflow_event"] in VERSION_EVENTS]

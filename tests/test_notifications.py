@@ -40,6 +40,7 @@ from tests.test_governance_server import (
     password,
     server_env,
 )
+from tests.test_sidecar_support import eventually
 
 aiosmtpd = pytest.importorskip("aiosmtpd.controller", reason="aiosmtpd is in the test extra (pip install -e .[test])")
 
@@ -188,18 +189,6 @@ def _mailed(mail: MailServer, model: str) -> list[tuple[int, str]]:
     return sorted((event_id(m), rcpt(m)) for m in mail.about(model))
 
 
-def eventually(check, timeout: float = 30.0, what: str = "the condition"):
-    """Poll ``check`` every 0.2 s until it returns something truthy; AssertionError at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.2)
-
-
 def _admin(url: str) -> GovernanceClient:
     admin = GovernanceClient(url)
     admin.backend.auth = ("admin", ADMIN_PASSWORD)
@@ -217,7 +206,7 @@ def _more_passes(url: str, mail: MailServer, passes: int = 2) -> None:
         api(url, "olivia").initiate(marker, "a later event, to see a delivery pass", "high", None)
         mail.wait_for(marker, 1)
         eventually(lambda: {r["user"]: r for r in admin.notifications()}["adam"]["pending"] == 0,
-                   what="the marker's notification marked delivered")
+                   timeout=30, what="the marker's notification marked delivered")
 
 
 def test_holders_of_the_waiting_role_are_mailed_after_each_step_and_the_owner_after_a_reject(people_server, mail,
@@ -318,7 +307,7 @@ def test_a_mail_server_down_during_a_walk_delays_nothing_and_loses_nothing(peopl
         time.sleep(0.3)
     # Nothing of the model is left to (re)try, then two more delivery passes: nothing is sent twice.
     eventually(lambda: all({r["user"]: r for r in admin.notifications()}[u]["pending"] == 0 for _, u in expected),
-               what="every notification of the model marked delivered")
+               timeout=30, what="every notification of the model marked delivered")
     _more_passes(url, mail)
     assert _mailed(mail, model) == sorted(expected)  # every mail, once
     for user in {u for _, u in expected}:  # and in commit order per user
