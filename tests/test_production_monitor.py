@@ -104,6 +104,25 @@ def test_summer_traffic_turns_usability_red(production_registry, payloads, summe
     assert GovernanceClient().verify_audit()["ok"]
 
 
+def test_a_refused_reject_leaves_the_evaluation_row_without_it(production_registry, payloads, summer_flights):
+    """The row names its reject before the transition; when the registry refuses the reject (here
+    the watcher acts as the model owner, who may not reject a version), the row is unmarked, the
+    usability stays green and the refusal is what the monitor reports."""
+    reg = production_registry
+    log_rows(payloads, reg, summer_flights.sample(n=ROWS, random_state=5))
+    with acting("olivia"):
+        watcher = Watcher(model=reg.model, payload_url=payloads)
+        evaluation = watcher.run_once()
+    assert evaluation.verdict == "breach"
+    assert watcher.last["usability_action"] is None
+    assert watcher.last["comment"].startswith("the reject was refused: "), watcher.last["comment"]
+    assert GovernanceClient().status(reg.model, reg.version)["version"]["usability"] == wf.USABILITY_ACCEPT
+    with sa.create_engine(payloads).connect() as conn:
+        recorded = conn.execute(sa.select(schema.evaluation)).all()
+    assert len(recorded) == 1 and recorded[0].verdict == "breach" and recorded[0].usability_action is None
+    assert "reject" not in [r["action"] for r in GovernanceClient().audit(reg.model) if r["outcome"] == "allowed"]
+
+
 def test_winter_traffic_passes_and_feedback_reaches_quality(production_registry, payloads, winter_flights):
     reg = production_registry
     sample = winter_flights[winter_flights["DELAYED"].notna()].sample(n=ROWS, random_state=3).reset_index(drop=True)
