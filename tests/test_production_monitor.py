@@ -244,6 +244,30 @@ def _wait_for_evaluations(url: str, count: int, timeout: float = 90) -> list[int
     raise AssertionError(f"{count} evaluations expected within {timeout}s, saw {len(_evaluation_times(url))}")
 
 
+def test_one_time_preparation_is_not_charged_to_the_cpu_share(production_registry, payloads, winter_flights):
+    """warm_up (run by the loop before its first evaluation) prepares the served version's monitors;
+    an evaluation's charged CPU is its own, and the preparation a cold watcher does inside its first
+    evaluation is left out of it (otherwise a new monitor would wait a minute after start)."""
+    reg = production_registry
+    log_rows(payloads, reg, winter_flights.sample(n=2000, random_state=12))
+    with acting("mona"):
+        warm = Watcher(model=reg.model, payload_url=payloads)
+        assert warm.warm_up() > 0
+        assert [version for version, _ in warm._prepared] == [reg.version]
+        prepared = warm._preparation_cost
+        before = time.thread_time()
+        warm.run_once()
+        total = time.thread_time() - before
+        assert warm._preparation_cost == prepared  # nothing prepared again
+        assert warm.last["cpu_seconds"] == pytest.approx(total, abs=0.05)
+        cold = Watcher(model=reg.model, payload_url=payloads)
+        before = time.thread_time()
+        cold.run_once()
+        total = time.thread_time() - before
+    assert cold._preparation_cost > 0
+    assert cold.last["cpu_seconds"] == pytest.approx(total - cold._preparation_cost, abs=0.05)
+
+
 # cpu-share at the default fifth of a core: the first evaluation (with evidently's report, about a
 # CPU second or more) is followed by the next some 5 s later, not within the 1 s poll.
 @pytest.mark.parametrize("min_interval, cpu_share", [(6.0, 1.0), (0.0, 0.2)], ids=["min-interval", "cpu-share"])

@@ -21,7 +21,11 @@ is kept, superseded, and never read here).
 
 Under heavy traffic the rows arrive faster than any schedule by rows, so the monitor bounds its own
 CPU: evaluations are at least ``min_interval_seconds`` apart, and after one that cost ``c`` CPU
-seconds the next waits until the monitor has used no more than ``cpu_share`` of one core. The
+seconds the next waits until the monitor has used no more than ``cpu_share`` of one core. What is
+paid once is not charged to that budget: `Watcher.warm_up` imports evidently and prepares the served
+version's monitors before the first evaluation (about 10 CPU s, mostly imports and the model load;
+charged, it would leave a new sidecar's monitor blind for a minute), and preparing the monitors of
+a newly promoted version is left out of its first evaluation's cost. The
 figures themselves are cheap (about 0.1 CPU s for 5,000 rows); evidently's HTML report is not
 (about 1-3 CPU s and 4 MB per report), so it is attached to the run of every breach, of the first
 evaluation, and otherwise at most every ``report_every_seconds``; the run's
@@ -186,7 +190,8 @@ class Watcher:
     _prepared: dict[tuple[int, str], Any] = field(default_factory=dict, repr=False)
     _seen_seq: int = 0
     _last_run: float = 0.0
-    _last_cost: float = 0.0  # CPU seconds of the last evaluation (this thread)
+    _last_cost: float = 0.0  # CPU seconds of the last evaluation (this thread), preparation excluded
+    _preparation_cost: float = 0.0  # CPU seconds spent preparing monitors, in all
     _last_report: float | None = None  # monotonic time of the last evidently report
     # After the owner re-accepts a rejected version, the window restarts with the rows scored
     # from then on: the rows that were reviewed do not turn it red again.
@@ -252,9 +257,29 @@ class Watcher:
         config, _ = config_in_force(status)
         key = (version, config.digest())
         if key not in self._prepared:
+            started_cpu = time.thread_time()
             under_test = load_version(self.model, version, status.get("fields") or {})
             self._prepared = {key: (config, suite.build_monitors(config, under_test.reference))}
+            self._preparation_cost += time.thread_time() - started_cpu
         return self._prepared[key]
+
+    def warm_up(self) -> float:
+        """Pay the one-time costs before the first evaluation: evidently's modules (its report is
+        attached to the first evaluation) and the served version's monitors. Returns the CPU
+        seconds spent; a failure is logged and left to the first evaluation to meet again."""
+        started_cpu = time.thread_time()
+        try:
+            import evidently.presets  # noqa: F401 - imported for its cost, here rather than in an evaluation
+            from evidently import Report  # noqa: F401
+
+            version, status = self.served_version()
+            if version is not None:
+                self._monitors(version, status)
+        except Exception as exc:  # noqa: BLE001 - the first evaluation will report it
+            log.warning("production monitor of %s could not prepare: %s", self.model, getattr(exc, "message", None) or exc)
+        spent = time.thread_time() - started_cpu
+        log.info("production monitor of %s prepared in %.1f CPU s (not charged to its CPU share)", self.model, spent)
+        return spent
 
     # --- one evaluation ------------------------------------------------------------------
 
@@ -263,7 +288,7 @@ class Watcher:
         to evaluate (no served version, no rows)."""
         from mlflow_governance.monitoring import suite
 
-        started_cpu = time.thread_time()
+        started_cpu, prepared_before = time.thread_time(), self._preparation_cost
         version, status = self.served_version()
         if version is None:
             self.last = {"verdict": None, "reason": f"{self.model!r} has no production version to watch"}
@@ -301,7 +326,7 @@ class Watcher:
         else:
             self._record(version, len(window), evaluation, run_id, action, callers, labellers)
         self._seen_seq, self._last_run = top, time.monotonic()
-        self._last_cost = time.thread_time() - started_cpu
+        self._last_cost = time.thread_time() - started_cpu - (self._preparation_cost - prepared_before)
         self.last = {"verdict": evaluation.verdict, "version": version, "reason": evaluation.reason,
                      "run_id": run_id, "usability_action": action, "comment": comment,
                      "callers": callers, "labellers": labellers,
@@ -400,6 +425,7 @@ class Watcher:
         """Evaluate whenever `due`, until ``stop`` is set; errors are logged and retried."""
         if not self.every_rows and not self.every_seconds:
             return
+        self.warm_up()
         self._last_run = time.monotonic()
         while not stop.is_set():
             try:
