@@ -255,6 +255,68 @@ def pg_database() -> Iterator[str]:
     admin.dispose()
 
 
+def _forget_engines(fragment: str) -> None:
+    """Dispose and forget MLflow's cached engines whose URL contains ``fragment`` (so that the
+    database can be copied or dropped: PostgreSQL copies a template only while nobody is on it)."""
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
+
+    from mlflow_governance.store import GovernedSqlAlchemyStore
+
+    for cls in {RegistryStore, TrackingStore, GovernedSqlAlchemyStore}:
+        engines = getattr(cls, "_engine_map", None) or {}
+        for uri, eng in list(engines.items()):
+            if fragment in uri:
+                eng.dispose()
+                del engines[uri]
+
+
+@pytest.fixture(scope="session")
+def pg_template(tmp_path_factory) -> Iterator[str]:
+    """The name of a PostgreSQL database migrated for MLflow and governance (tracking, registry
+    and governance tables), copied by `new_pg_database`. A copy takes a fraction of a second; a
+    server or store on an empty database first runs MLflow's whole migration history (some 7 CPU s
+    per server). Tests of migrating an empty database (test_server_databases, the README) do not use it."""
+    import sqlalchemy as sa
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
+
+    from mlflow_governance.plugin import governed_store_builder
+
+    name = db_name("mlgov_template")
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    try:
+        TrackingStore(url, str(tmp_path_factory.mktemp("pg-template-artifacts")))  # experiment 0's root
+        governed_store_builder("governed-" + url)
+        _forget_engines(name)
+        yield name
+    finally:
+        _forget_engines(name)
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextmanager
+def new_pg_database(prefix: str, template: str | None = None) -> Iterator[str]:
+    """A new PostgreSQL database (a copy of ``template`` when given; dropped afterwards): its URL."""
+    import sqlalchemy as sa
+
+    name = db_name(prefix)
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")))
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        _forget_engines(name)
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory) -> Path:
     """A migrated MLflow + governance SQLite database, copied by `fresh_sqlite`."""

@@ -72,14 +72,14 @@ def test_the_workflow_runs_the_script_with_the_variables_it_reads():
 
 
 def test_ci_promotes_only_an_approved_version_and_records_the_running_sidecar(trained_model, winter_flights,
-                                                                             tmp_path):
+                                                                             tmp_path, pg_template):
     model = unique("ci-delay")
     body = {"dataframe_records": records(feature_rows(winter_flights.dropna(subset=["DEPARTURE_DELAY"]).head(2)))}
     state = tmp_path / "ci-state"
     candidate_url = f"http://127.0.0.1:{free_port()}"
     pid_file = state / f"sidecar-{model}-v2.pid"
     with ExitStack() as stack:
-        server = stack.enter_context(production_server(tmp_path / "server"))
+        server = stack.enter_context(production_server(tmp_path / "server", pg_template))
         files = model_files(trained_model, tmp_path / "files")
         v1 = publish_version(server, files, model)
         walk(server, model, v1, wf.READY_TO_USE)

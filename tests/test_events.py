@@ -11,7 +11,7 @@ refused attempt never does, and a receiver stopped during a walk gets every even
 from __future__ import annotations
 
 import os
-import subprocess
+import shutil
 import sys
 import threading
 import time
@@ -32,6 +32,7 @@ from mlflow_governance import delivery, events
 from mlflow_governance import workflow as wf
 from mlflow_governance.client import GovernanceClient, governed_store
 from mlflow_governance.schema import event_deliveries
+from tests.cli_in_process import mlgov as mlgov_in_process
 from tests.conftest import ROLE_USER, USERS, acting, unique
 from tests.governance_helpers import PATH, fields_for, new_version, step, walk_version_to
 from tests.servers import mlflow_server
@@ -331,10 +332,11 @@ WEBHOOK_ENV = {"MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https", "MLFLOW_WEBHOOK_A
 
 
 @pytest.fixture(scope="module")
-def events_server(tmp_path_factory):
+def events_server(tmp_path_factory, sqlite_template):
     """A governance server on SQLite with the seven users, delivering every second; its database path."""
     workdir = tmp_path_factory.mktemp("events-server")
     db = workdir / "mlflow.db"
+    shutil.copy(sqlite_template, db)  # already migrated: the server starts sooner
     env = {**server_env(), **WEBHOOK_ENV, "MLGOV_EVENTS_POLL_SECONDS": "1", "MLGOV_EVENTS_RETRY_SECONDS": "1",
            "MLGOV_EVENTS_RETRY_MAX_SECONDS": "2"}
     with mlflow_server(workdir, f"sqlite:///{db}", f"governed-sqlite:///{db}", app_name="governance", env=env) as url:
@@ -419,8 +421,8 @@ def test_webhook_fires_once_for_the_api_and_the_local_cli_and_never_for_a_refusa
     assert r.status_code == 403
     _quiet(url, receiver, model, 1)
     # Through the local CLI, another process on the server's database: one event, delivered by the server.
-    p = subprocess.run([MLGOV, "transition", model, "approve", "--version", str(version)], env=_local_env(db, "olivia"),
-                       capture_output=True, text=True, cwd=tmp_path)
+    p = mlgov_in_process("transition", model, "approve", "--version", str(version), env=_local_env(db, "olivia"),
+                         cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     second = receiver.wait_for(2)[1]
     assert second.signed and second.data["value"] == wf.APPROVED_FOR_VALIDATION
@@ -450,10 +452,9 @@ def test_a_receiver_down_during_a_walk_loses_nothing(events_server, receiver, tm
     for i, row in enumerate(steps):
         fields = fields_for(row.source, model, version)
         if i % 2:  # every other step through the local CLI
-            cmd = [MLGOV, "transition", model, row.action, "--version", str(version)]
-            cmd += [a for k, v in fields.items() for a in ("--set", f"{k}={v}")]
-            p = subprocess.run(cmd, env=_local_env(db, ROLE_USER[row.role]), capture_output=True, text=True,
-                               cwd=tmp_path)
+            args = ["transition", model, row.action, "--version", str(version)]
+            args += [a for k, v in fields.items() for a in ("--set", f"{k}={v}")]
+            p = mlgov_in_process(*args, env=_local_env(db, ROLE_USER[row.role]), cwd=tmp_path)
             assert p.returncode == 0, p.stderr
         else:
             api(url, ROLE_USER[row.role]).transition(model, row.action, version, fields, None)
@@ -483,21 +484,17 @@ def test_a_receiver_down_during_a_walk_loses_nothing(events_server, receiver, tm
 
 
 @pytest.fixture(scope="module")
-def two_worker_server(tmp_path_factory):
-    """A governance server with two worker processes (two delivery threads) on PostgreSQL."""
+def two_worker_server(tmp_path_factory, pg_template):
+    """A governance server with two worker processes (two delivery threads) on PostgreSQL (a copy
+    of the migrated template)."""
     from mlflow_governance.rest_client import RestGovernance
     from mlflow_governance.server.databases import migrate
-    from tests.conftest import PG_ADMIN_URL
+    from tests.conftest import new_pg_database
 
     workdir = tmp_path_factory.mktemp("events-pg")
-    name = f"mlgov_events_{os.urandom(5).hex()}"
-    admin_engine = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin_engine.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    backend = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
     env = {**server_env(), **WEBHOOK_ENV, "MLGOV_EVENTS_POLL_SECONDS": "1", "MLGOV_EVENTS_RETRY_SECONDS": "1",
            "MLGOV_EVENTS_RETRY_MAX_SECONDS": "2"}
-    try:
+    with new_pg_database("mlgov_events", pg_template) as backend:
         migrate("governed-" + backend, backend, backend)  # once, as mlgov server does before its workers
         with mlflow_server(workdir, backend, "governed-" + backend, app_name="governance", env=env,
                            workers=2) as url:
@@ -506,10 +503,6 @@ def two_worker_server(tmp_path_factory):
                 admin.add_user(user, password(user))
                 admin.grant(user, role)
             yield url
-    finally:
-        with admin_engine.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin_engine.dispose()
 
 
 def test_two_workers_deliver_each_event_once_in_order(two_worker_server, monkeypatch):
@@ -541,8 +534,6 @@ def test_mlgov_events_deliver_clears_a_backlog_larger_than_one_pass(sqlite_regis
     with acting("olivia"):
         while len(client.events(0, 10000)) <= 230:
             client.initiate(unique("backlog"), "many models at once", "low")
-    p = subprocess.run([str(Path(sys.executable).parent / "mlgov"), "events", "deliver"],
-                       env={**os.environ, "MLGOV_USER": "admin"}, capture_output=True, text=True, cwd=tmp_path,
-                       timeout=300)
+    p = mlgov_in_process("events", "deliver", env={**os.environ, "MLGOV_USER": "admin"}, cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert delivery.status(governed_store())["undispatched"] == 0, p.stdout

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from mlflow.exceptions import MlflowException
 from mlflow_governance import workflow as wf
 from mlflow_governance.client import GovernanceClient
 from mlflow_governance.rest_client import RestGovernance
-from tests.conftest import USERS, unique
+from tests.conftest import USERS, new_pg_database, unique
 from tests.governance_helpers import PATH, fields_for
 from tests.servers import mlflow_server
 
@@ -32,41 +34,31 @@ def server_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def governance_server(request, tmp_path_factory):
-    """A governance server with seven users, one per role (module-scoped: it is slow to start)."""
+def governance_server(request, tmp_path_factory, sqlite_template):
+    """A governance server with seven users, one per role (module-scoped: it is slow to start), on
+    a copy of the migrated template database of its kind."""
     workdir = tmp_path_factory.mktemp(f"gov-{request.param}")
-    if request.param == "sqlite":
-        backend = f"sqlite:///{workdir}/mlflow.db"
-    else:
-        import sqlalchemy as sa
-
-        from tests.conftest import PG_ADMIN_URL
-
-        name = f"mlgov_srv_{os.urandom(5).hex()}"
-        admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        backend = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    try:
-        with mlflow_server(workdir, backend, "governed-" + backend, app_name="governance", env=server_env()) as url:
-            admin_api = RestGovernance(url, "admin", ADMIN_PASSWORD)
-            # One user through the CLI, as an admin would; the rest through the same REST calls.
-            env = {**os.environ, "MLFLOW_TRACKING_URI": url, "MLFLOW_TRACKING_USERNAME": "admin",
-                   "MLFLOW_TRACKING_PASSWORD": ADMIN_PASSWORD}
-            env.pop("MLFLOW_REGISTRY_URI", None)
-            p = subprocess.run([MLGOV, "users", "add", "olivia", "--password", password("olivia"),
-                                "--role", wf.MODEL_OWNER], env=env, capture_output=True, text=True)
-            assert p.returncode == 0, p.stderr
-            for user, role in USERS.items():
-                if user != "olivia":
-                    admin_api.add_user(user, password(user))
-                    assert admin_api.grant(user, role) is True
-            yield url
-    finally:
-        if request.param == "postgresql":
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
+    with ExitStack() as stack:
+        if request.param == "sqlite":
+            shutil.copy(sqlite_template, workdir / "mlflow.db")
+            backend = f"sqlite:///{workdir}/mlflow.db"
+        else:
+            backend = stack.enter_context(new_pg_database("mlgov_srv", request.getfixturevalue("pg_template")))
+        url = stack.enter_context(mlflow_server(workdir, backend, "governed-" + backend, app_name="governance",
+                                                env=server_env()))
+        admin_api = RestGovernance(url, "admin", ADMIN_PASSWORD)
+        # One user through the CLI, as an admin would; the rest through the same REST calls.
+        env = {**os.environ, "MLFLOW_TRACKING_URI": url, "MLFLOW_TRACKING_USERNAME": "admin",
+               "MLFLOW_TRACKING_PASSWORD": ADMIN_PASSWORD}
+        env.pop("MLFLOW_REGISTRY_URI", None)
+        p = subprocess.run([MLGOV, "users", "add", "olivia", "--password", password("olivia"),
+                            "--role", wf.MODEL_OWNER], env=env, capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        for user, role in USERS.items():
+            if user != "olivia":
+                admin_api.add_user(user, password(user))
+                assert admin_api.grant(user, role) is True
+        yield url
 
 
 def api(url: str, user: str) -> RestGovernance:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import email
 import json
 import os
-import subprocess
+import shutil
 import sys
 import threading
 import time
@@ -29,6 +29,7 @@ from mlflow_governance import contacts, delivery, events, notifications
 from mlflow_governance import workflow as wf
 from mlflow_governance.client import GovernanceClient, governed_store
 from mlflow_governance.rest_client import RestGovernance
+from tests.cli_in_process import mlgov as mlgov_in_process
 from tests.conftest import ROLE_USER, USERS, acting, free_port, unique
 from tests.governance_helpers import PATH, fields_for, walk_version_to
 from tests.servers import mlflow_server
@@ -139,11 +140,12 @@ def hook():
 
 
 @pytest.fixture(scope="module")
-def people_server(tmp_path_factory, mail, hook):
+def people_server(tmp_path_factory, mail, hook, sqlite_template):
     """A governance server on SQLite sending mail through ``mail``: the seven users, each with a
     mail contact, except dora (ModelDeployer) who gets her messages at a JSON webhook."""
     workdir = tmp_path_factory.mktemp("people-server")
     db = workdir / "mlflow.db"
+    shutil.copy(sqlite_template, db)  # already migrated: the server starts sooner
     env = {**server_env(), "MLGOV_SMTP_URL": f"smtp://127.0.0.1:{mail.port}", "MLGOV_SMTP_FROM": "mlgov@example.com",
            "MLGOV_EVENTS_POLL_SECONDS": "1", "MLGOV_EVENTS_RETRY_SECONDS": "1", "MLGOV_EVENTS_RETRY_MAX_SECONDS": "2",
            "MLGOV_PUBLIC_URL": "https://mlflow.example.com"}
@@ -270,10 +272,9 @@ def test_a_mail_server_down_during_a_walk_delays_nothing_and_loses_nothing(peopl
             fields = fields_for(row.source, model, version)
             started = time.monotonic()
             if i == 2:  # one step through the local CLI, another process on the server's database
-                cmd = [MLGOV, "transition", model, row.action, "--version", str(version)]
-                cmd += [a for k, v in fields.items() for a in ("--set", f"{k}={v}")]
-                p = subprocess.run(cmd, env=_local_env(db, ROLE_USER[row.role]), capture_output=True, text=True,
-                                   cwd=tmp_path)
+                args = ["transition", model, row.action, "--version", str(version)]
+                args += [a for k, v in fields.items() for a in ("--set", f"{k}={v}")]
+                p = mlgov_in_process(*args, env=_local_env(db, ROLE_USER[row.role]), cwd=tmp_path)
                 assert p.returncode == 0, p.stderr
             else:
                 api(url, ROLE_USER[row.role]).transition(model, row.action, version, fields, None)
@@ -320,7 +321,7 @@ def test_a_mail_server_down_during_a_walk_delays_nothing_and_loses_nothing(peopl
 def test_notifications_list_and_test_are_the_admins(people_server, mail, hook):
     url, _ = people_server
     env = _admin_env(url)
-    p = subprocess.run([MLGOV, "notifications", "list"], env=env, capture_output=True, text=True)
+    p = mlgov_in_process("notifications", "list", env=env)
     assert p.returncode == 0, p.stderr
     lines = {line.split()[0]: line for line in p.stdout.splitlines()}
     assert "mail olivia@example.com" in lines["olivia"] and "roles: ModelOwner" in lines["olivia"]
@@ -340,14 +341,14 @@ def test_notifications_list_and_test_are_the_admins(people_server, mail, hook):
         shown = admin.set_contact("erin", None, dead)
         assert shown["channel"] == "url" and shown["contact"].startswith("json://127.0.0.1:")
         assert HOOK_TOKEN not in shown["contact"]
-        p = subprocess.run([MLGOV, "notifications", "test", "erin"], env=env, capture_output=True, text=True)
+        p = mlgov_in_process("notifications", "test", "erin", env=env)
         assert p.returncode == 1 and p.stderr.startswith("Error: the test notification to erin"), p.stderr
         assert len(p.stderr.strip().splitlines()) == 1 and HOOK_TOKEN not in p.stderr
     finally:
         admin.set_contact("erin", "erin@example.com", None)
     # Not the admin: refused (exit 3 / 403 with a JSON body), on every route.
     mona = {**env, "MLFLOW_TRACKING_USERNAME": "mona", "MLFLOW_TRACKING_PASSWORD": password("mona")}
-    p = subprocess.run([MLGOV, "notifications", "list"], env=mona, capture_output=True, text=True)
+    p = mlgov_in_process("notifications", "list", env=mona)
     assert p.returncode == 3 and p.stderr.startswith("Error: ") and "only the admin may" in p.stderr, p.stderr
     base = f"{url}/api/2.0/mlflow-governance"
     for method, route, body in (("GET", "/notifications", None), ("POST", "/notifications/test", {"username": "olivia"}),
@@ -368,8 +369,7 @@ BAD = [
 
 def test_a_bad_address_or_url_is_refused_naming_the_problem(people_server):
     url, _ = people_server
-    p = subprocess.run([MLGOV, "users", "set-contact", "olivia", "--email", BAD[0][1]], env=_admin_env(url),
-                       capture_output=True, text=True)
+    p = mlgov_in_process("users", "set-contact", "olivia", "--email", BAD[0][1], env=_admin_env(url))
     assert p.returncode == 2 and BAD[0][2] in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
     for key, value, reason in BAD:
         r = requests.post(f"{url}/api/2.0/mlflow-governance/users/contact", auth=("admin", ADMIN_PASSWORD),
@@ -418,8 +418,7 @@ def test_contacts_locally_are_the_admins_audited_and_masked(registry, tmp_path, 
             assert client.set_contact("olivia", clear=True)["outcome"] == "cleared"
         model = unique("local")
         walk_version_to(client, model, wf.APPROVED_FOR_DEVELOPMENT, tmp_path)
-        p = subprocess.run([MLGOV, "events", "deliver"], env={**os.environ, "MLGOV_USER": "admin"},
-                           capture_output=True, text=True, cwd=tmp_path)
+        p = mlgov_in_process("events", "deliver", env={**os.environ, "MLGOV_USER": "admin"}, cwd=tmp_path)
         assert p.returncode == 0, p.stderr
         assert [rcpt(m) for m in server.about(model)] == ["adam"], p.stdout  # the candidacy waits for him
         assert delivery.Deliverer(store).run_once().delivered == 0

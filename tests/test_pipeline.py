@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import queue
+import shutil
 import subprocess
 import sys
 import threading
@@ -281,7 +282,8 @@ def test_a_step_that_does_not_move_the_stage_is_an_error(sqlite_registry, tmp_pa
     assert launched == [("acquire", "erin", name)]
 
 
-def test_against_a_governance_server_the_pipeline_acts_only_as_the_signed_in_user(acquisition_sources, tmp_path):
+def test_against_a_governance_server_the_pipeline_acts_only_as_the_signed_in_user(acquisition_sources, tmp_path,
+                                                                                   sqlite_template):
     """Several people: refused in one line (exit 3) before any sub-run; one person: their steps run."""
     from mlflow_governance.rest_client import RestGovernance
     from tests.servers import mlflow_server
@@ -290,6 +292,7 @@ def test_against_a_governance_server_the_pipeline_acts_only_as_the_signed_in_use
     secrets = {user: f"{user}-" + os.urandom(8).hex() for user in ("olivia", "adam", "erin")}
     server_env = {"MLGOV_ADMIN_PASSWORD": admin_password, "MLGOV_ADMIN": "admin",
                   "MLFLOW_FLASK_SERVER_SECRET_KEY": os.urandom(16).hex()}
+    shutil.copy(sqlite_template, tmp_path / "server.db")  # already migrated: the server starts sooner
     backend = f"sqlite:///{tmp_path / 'server.db'}"
     with mlflow_server(tmp_path, backend, "governed-" + backend, app_name="governance", env=server_env) as url:
         admin = RestGovernance(url, "admin", admin_password)

@@ -26,7 +26,6 @@ import shutil
 import signal
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -40,7 +39,7 @@ import sqlalchemy as sa
 from mlflow_governance import workflow as wf
 from mlflow_governance.rest_client import RestGovernance
 from mlflow_governance.sidecar import schema
-from tests.conftest import PG_ADMIN_URL, USERS, free_port, unique
+from tests.conftest import USERS, free_port, new_pg_database, unique
 from tests.governance_helpers import PATH, fields_for
 from tests.plugins.training_fixtures import _env
 from tests.test_server_databases import ADMIN_PASSWORD, mlgov_server, password
@@ -56,21 +55,6 @@ MARGIN_SECONDS = 8.0
 
 
 # --- databases and the governance server -------------------------------------------------------
-
-
-@contextmanager
-def fresh_database(prefix: str) -> Iterator[str]:
-    """A new PostgreSQL database on the local server (dropped afterwards): its URL."""
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @dataclass
@@ -92,13 +76,14 @@ class ProductionServer:
 
 
 @contextmanager
-def production_server(workdir: Path) -> Iterator[ProductionServer]:
-    """``mlgov server`` on a fresh PostgreSQL database (tracking, registry and users in it) with
+def production_server(workdir: Path, template: str) -> Iterator[ProductionServer]:
+    """``mlgov server`` on a new PostgreSQL database, a copy of the migrated ``template`` (tracking,
+    registry and users in it), with
     ``--artifacts-destination`` on ``workdir/shared-artifacts``; the seven people of the lifecycle
     added with their roles."""
     artifacts = workdir / "shared-artifacts"
     artifacts.mkdir(parents=True)
-    with fresh_database("mlgov_prod") as database:
+    with new_pg_database("mlgov_prod", template) as database:
         env = {"MLFLOW_BACKEND_STORE_URI": database, "MLFLOW_REGISTRY_STORE_URI": "governed-" + database,
                "MLFLOW_ARTIFACTS_DESTINATION": str(artifacts),
                "MLFLOW_FLASK_SERVER_SECRET_KEY": os.urandom(16).hex(),
@@ -284,11 +269,12 @@ def payload_rows(database: str, ids: list[str] | None = None) -> list[tuple[str,
 
 
 @pytest.mark.skipif(NGINX is None, reason="Debian's nginx is not installed (make test installs it: make load-balancer)")
-def test_two_replicas_behind_nginx_refuse_together_and_log_every_row_once(trained_model, winter_flights, tmp_path):
+def test_two_replicas_behind_nginx_refuse_together_and_log_every_row_once(trained_model, winter_flights, tmp_path,
+                                                                          pg_template):
     model = unique("prod-delay")
     body = {"dataframe_records": records(feature_rows(winter_flights.dropna(subset=["DEPARTURE_DELAY"]).head(2)))}
     with ExitStack() as stack:
-        server = stack.enter_context(production_server(tmp_path / "server"))
+        server = stack.enter_context(production_server(tmp_path / "server", pg_template))
         version = publish_version(server, model_files(trained_model, tmp_path / "files"), model)
         # The files went through the server into its shared artifact directory.
         stored = list(server.artifacts.rglob("MLmodel"))
@@ -296,7 +282,7 @@ def test_two_replicas_behind_nginx_refuse_together_and_log_every_row_once(traine
         walk(server, model, version, wf.READY_TO_USE)
         assert server.api("mona").status(model, None)["production_version"] == version
 
-        payloads = stack.enter_context(fresh_database("mlgov_payloads"))
+        payloads = stack.enter_context(new_pg_database("mlgov_payloads"))
         env = sidecar_env(**server.env("mona"))
         replicas = enter_together(stack, [run_sidecar(
             tmp_path / name, env, "--model", model, "--payload-url", payloads,

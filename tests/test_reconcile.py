@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
@@ -12,7 +10,7 @@ from mlflow import MlflowClient
 from mlflow_governance import workflow as wf
 from mlflow_governance.cli.main import cli
 from mlflow_governance.client import GovernanceClient
-from tests.conftest import PG_ADMIN_URL, ROLE_USER, _grant_all, acting, unique
+from tests.conftest import ROLE_USER, _grant_all, acting, new_pg_database, unique
 from tests.governance_helpers import step, walk_model_to, walk_version_to
 
 
@@ -21,27 +19,12 @@ def private_registry(request, monkeypatch, tmp_path):
     """A governed registry no other test shares: these tests tamper with it behind the store."""
     if request.param == "sqlite":
         return request.getfixturevalue("sqlite_registry")
-    name = f"mlgov_recon_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    database = new_pg_database("mlgov_recon", request.getfixturevalue("pg_template"))
+    url = database.__enter__()
+    request.addfinalizer(lambda: database.__exit__(None, None, None))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", "governed-" + url)
     _grant_all("governed-" + url)
-
-    def drop() -> None:
-        from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
-
-        for db_url, eng in list(SqlAlchemyStore._engine_map.items()):
-            if name in db_url:
-                eng.dispose()
-                del SqlAlchemyStore._engine_map[db_url]
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    request.addfinalizer(drop)
     return "governed-" + url
 
 

@@ -22,8 +22,8 @@ import sqlalchemy as sa
 
 from mlflow_governance import workflow as wf
 from mlflow_governance.sidecar.access import NO_AUTH_HEADER
-from tests.conftest import unique
-from tests.test_production_setup import fresh_database, model_files, production_server, publish_version, walk
+from tests.conftest import new_pg_database, unique
+from tests.test_production_setup import model_files, production_server, publish_version, walk
 from tests.test_server_databases import ADMIN_PASSWORD, password
 from tests.test_sidecar_support import (
     eventually,
@@ -77,15 +77,15 @@ class Deployment:
 
 
 @pytest.fixture(scope="module")
-def deployment(trained_model, winter_flights, tmp_path_factory) -> Iterator[Deployment]:
+def deployment(trained_model, winter_flights, tmp_path_factory, pg_template) -> Iterator[Deployment]:
     tmp = tmp_path_factory.mktemp("sidecar-auth")
     model = unique("auth-delay")
     rows = records(feature_rows(winter_flights.dropna(subset=["DEPARTURE_DELAY"]).head(3)))
     with ExitStack() as stack:
-        server = stack.enter_context(production_server(tmp / "server"))
+        server = stack.enter_context(production_server(tmp / "server", pg_template))
         version = publish_version(server, model_files(trained_model, tmp / "files"), model)
         walk(server, model, version, wf.READY_TO_USE)
-        payloads = stack.enter_context(fresh_database("mlgov_auth_payloads"))
+        payloads = stack.enter_context(new_pg_database("mlgov_auth_payloads"))
         env = sidecar_env(**server.env("mona"), MLGOV_SIGNIN_MAX_FAILURES=str(MAX_FAILURES))
         sidecar = stack.enter_context(run_sidecar(
             tmp / "sidecar", env, "--model", model, "--payload-url", payloads, "--threads", "4",

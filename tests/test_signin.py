@@ -8,7 +8,9 @@ cache that only one worker invalidated would let the other answer with the old p
 from __future__ import annotations
 
 import re
+import shutil
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -24,24 +26,25 @@ LOCKOUT_SECONDS = 4
 MAX_FAILURES = 3
 
 
-def _start(tmp_path_factory, name: str, **env: str):
+def _start(tmp_path_factory, template: Path, name: str, **env: str):
     workdir = tmp_path_factory.mktemp(name)
+    shutil.copy(template, workdir / "mlflow.db")  # already migrated: the server starts sooner
     backend = f"sqlite:///{workdir}/mlflow.db"
     return workdir, mlflow_server(workdir, backend, "governed-" + backend, app_name="governance",
                                   env={**server_env(), **env}, workers=2)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    workdir, running = _start(tmp_path_factory, "signin", MLGOV_AUTH_CACHE_SECONDS="300")
+def server(tmp_path_factory, sqlite_template):
+    workdir, running = _start(tmp_path_factory, sqlite_template, "signin", MLGOV_AUTH_CACHE_SECONDS="300")
     with running as url:
         yield url, workdir
 
 
 @pytest.fixture(scope="module")
-def strict_server(tmp_path_factory):
+def strict_server(tmp_path_factory, sqlite_template):
     """Small lock-out and session limits, to see them engage and lift."""
-    workdir, running = _start(tmp_path_factory, "signin-strict", MLGOV_SIGNIN_MAX_FAILURES=str(MAX_FAILURES),
+    workdir, running = _start(tmp_path_factory, sqlite_template, "signin-strict", MLGOV_SIGNIN_MAX_FAILURES=str(MAX_FAILURES),
                               MLGOV_SIGNIN_LOCKOUT_SECONDS=str(LOCKOUT_SECONDS),
                               MLGOV_SESSION_SECONDS=str(SESSION_SECONDS))
     with running as url:
