@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_in_process import mlgov as mlgov_in_process
+
 MLGOV = str(Path(sys.executable).parent / "mlgov")
 
 
@@ -75,8 +77,7 @@ def test_demo_plays_the_whole_lifecycle(demo_run, tmp_path):
     _serve_and_browse(server_line, config, env, tmp_path)
     # The demo marks the folder it made (a later run may empty it); a foreign folder is refused.
     assert (workdir / ".mlgov-demo").exists()
-    p = subprocess.run([MLGOV, "demo", "--workdir", str(tmp_path)], env=env, capture_output=True, text=True,
-                       cwd=tmp_path, timeout=120)
+    p = mlgov_in_process("demo", "--workdir", str(tmp_path), env=env, cwd=tmp_path)
     assert p.returncode == 2 and "was not made by the demo" in p.stderr
 
 
@@ -129,6 +130,5 @@ def _serve_and_browse(command: str, config: Path, env: dict, tmp_path: Path) -> 
 
 @pytest.mark.parametrize("args", [["--months", "1,2", "--validation-month", "2"], ["--validation-month", "13"]])
 def test_demo_rejects_bad_options(tmp_path, args):
-    p = subprocess.run([MLGOV, "demo", "--workdir", str(tmp_path / "d"), *args], capture_output=True, text=True,
-                       timeout=120)
+    p = mlgov_in_process("demo", "--workdir", str(tmp_path / "d"), *args)
     assert p.returncode == 2 and "Error" in p.stderr and not (tmp_path / "d").exists()

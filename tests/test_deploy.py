@@ -6,14 +6,14 @@ import subprocess
 
 from mlflow_governance import workflow as wf
 from mlflow_governance.client import GovernanceClient
+from tests.cli_in_process import mlgov as mlgov_in_process
 from tests.conftest import acting, free_port
 from tests.governance_helpers import fields_for
-from tests.test_sidecar_support import MLGOV, copy_registry, run_sidecar, serve_args, sidecar_env
+from tests.test_sidecar_support import copy_registry, run_sidecar, serve_args, sidecar_env
 
 
 def mlgov(env: dict, user: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([MLGOV, *args], env={**env, "MLGOV_USER": user}, capture_output=True, text=True,
-                          timeout=120)
+    return mlgov_in_process(*args, env={**env, "MLGOV_USER": user})
 
 
 def test_deploy_records_the_running_sidecar_and_refuses_one_that_does_not_answer(trained_model, tmp_path,

@@ -25,10 +25,10 @@ from mlflow_governance.client import GovernanceClient
 from mlflow_governance.scoring import DECISION_THRESHOLD
 from mlflow_governance.sidecar import schema
 from mlflow_governance.training.data import FEATURES, feature_frame, label_rows
+from tests.cli_in_process import mlgov as mlgov_in_process
 from tests.conftest import acting, free_port
 from tests.test_sidecar import bad_bodies, wait_for_status
 from tests.test_sidecar_support import (
-    MLGOV,
     bodies_for,
     copy_registry,
     eventually,
@@ -188,15 +188,13 @@ def stored(payload_url, request_id):
 
 
 def test_mlgov_explain_explains_a_scored_request_like_the_sidecar(served, payload_url, near_threshold, tmp_path):
-    import subprocess
-
     registry, sidecar = served
     row = near_threshold.head(1)
     request_id = sidecar.score({"dataframe_records": records(row)}).json()["request_ids"][0]
     payload = eventually(lambda: stored(payload_url, request_id), what="the payload row")
     env = sidecar_env(registry.registry_uri, registry.tracking_uri)
-    done = subprocess.run([MLGOV, "explain", request_id, "--payload-url", payload_url, "--format", "json"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    done = mlgov_in_process("explain", request_id, "--payload-url", payload_url, "--format", "json", cwd=tmp_path,
+                            env=env)
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     assert doc["request_id"] == request_id and doc["model"] == registry.model and doc["version"] == registry.version
@@ -211,8 +209,7 @@ def test_mlgov_explain_explains_a_scored_request_like_the_sidecar(served, payloa
     assert doc["counterfactual"] == live["counterfactual"]
     # text: contributions by magnitude, the base value, the output and the counterfactual
     dashed = f"{request_id[:8]}-{request_id[8:12]}-{request_id[12:16]}-{request_id[16:20]}-{request_id[20:]}"
-    text = subprocess.run([MLGOV, "explain", dashed.upper(), "--payload-url", payload_url], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
+    text = mlgov_in_process("explain", dashed.upper(), "--payload-url", payload_url, cwd=tmp_path, env=env)
     assert text.returncode == 0, text.stderr
     lines = text.stdout.splitlines()
     assert lines[0].startswith(f"request {request_id}: {registry.model} version {registry.version} (production)")

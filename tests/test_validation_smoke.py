@@ -25,6 +25,7 @@ from mlflow_governance import workflow as wf
 from mlflow_governance.client import GovernanceClient
 from mlflow_governance.validation import smoke
 from tests import test_validation
+from tests.cli_in_process import mlgov as mlgov_in_process
 from tests.conftest import acting, free_port
 from tests.plugins.training_fixtures import REPO, _env
 from tests.test_sidecar_support import MLGOV, copy_registry, run_sidecar, serve_args, sidecar_env
@@ -107,10 +108,9 @@ def test_the_staging_gate_serves_a_version_under_validation():
 def test_validate_with_smoke_test_records_the_uat_deployment(for_validation, march_parquet, tmp_path):
     reg = for_validation
     config = write_config(tmp_path, LENIENT)
-    done = subprocess.run(
-        [MLGOV, "validate", "--model", reg.model, "--version", str(reg.version), "--data", str(march_parquet),
-         "--config", str(config), "--smoke-test", "--json"],
-        cwd=tmp_path, env=validator_env(reg), capture_output=True, text=True, timeout=600)
+    done = mlgov_in_process("validate", "--model", reg.model, "--version", str(reg.version), "--data",
+                            str(march_parquet), "--config", str(config), "--smoke-test", "--json",
+                            cwd=tmp_path, env=validator_env(reg))
     assert done.returncode == 0, done.stderr[-4000:]
     result = json.loads(done.stdout)
     assert result["submitted"] is True and result["smoke_test"]["passed"] is True
