@@ -23,7 +23,7 @@ Under heavy traffic the rows arrive faster than any schedule by rows, so the mon
 CPU: evaluations are at least ``min_interval_seconds`` apart, and after one that cost ``c`` CPU
 seconds the next waits until the monitor has used no more than ``cpu_share`` of one core. What is
 paid once is not charged to that budget: `Watcher.warm_up` imports evidently and prepares the served
-version's monitors before the first evaluation (about 10 CPU s, mostly imports and the model load;
+version's monitors just before the first evaluation (about 10 CPU s, mostly imports and the model load;
 charged, it would leave a new sidecar's monitor blind for a minute), and preparing the monitors of
 a newly promoted version is left out of its first evaluation's cost. The
 figures themselves are cheap (about 0.1 CPU s for 5,000 rows); evidently's HTML report is not
@@ -425,11 +425,14 @@ class Watcher:
         """Evaluate whenever `due`, until ``stop`` is set; errors are logged and retried."""
         if not self.every_rows and not self.every_seconds:
             return
-        self.warm_up()
         self._last_run = time.monotonic()
+        warm = False
         while not stop.is_set():
             try:
                 if self.due():
+                    if not warm:  # only once there is something to evaluate: an idle sidecar never pays it
+                        warm = True
+                        self.warm_up()
                     self.run_once()
             except Exception as exc:  # noqa: BLE001 - the monitor keeps running; the error is logged
                 log.error("production monitor of %s: %s", self.model, getattr(exc, "message", None) or exc)
