@@ -16,6 +16,7 @@ from mlflow.exceptions import MlflowException
 from mlflow_governance import workflow as wf
 from mlflow_governance.client import GovernanceClient
 from mlflow_governance.rest_client import RestGovernance
+from tests.cli_in_process import mlgov as mlgov_in_process
 from tests.conftest import USERS, new_pg_database, unique
 from tests.governance_helpers import PATH, fields_for
 from tests.servers import mlflow_server
@@ -51,8 +52,8 @@ def governance_server(request, tmp_path_factory, sqlite_template):
         env = {**os.environ, "MLFLOW_TRACKING_URI": url, "MLFLOW_TRACKING_USERNAME": "admin",
                "MLFLOW_TRACKING_PASSWORD": ADMIN_PASSWORD}
         env.pop("MLFLOW_REGISTRY_URI", None)
-        p = subprocess.run([MLGOV, "users", "add", "olivia", "--password", password("olivia"),
-                            "--role", wf.MODEL_OWNER], env=env, capture_output=True, text=True)
+        p = mlgov_in_process("users", "add", "olivia", "--password", password("olivia"), "--role", wf.MODEL_OWNER,
+                             env=env)
         assert p.returncode == 0, p.stderr
         for user, role in USERS.items():
             if user != "olivia":

@@ -32,6 +32,7 @@ from mlflow_governance import workflow as wf
 from mlflow_governance.errors import leaks_database_text
 from mlflow_governance.rest_client import RestGovernance
 from mlflow_governance.server import databases, outage
+from tests.cli_in_process import mlgov as mlgov_in_process
 from tests.conftest import PG_ADMIN_URL, free_port, unique
 
 MLGOV = str(Path(sys.executable).parent / "mlgov")
@@ -116,7 +117,7 @@ def _cli(url: str, user: str, *args: str, cwd: Path) -> subprocess.CompletedProc
     secret = ADMIN_PASSWORD if user == "admin" else password(user)
     env = _clean_env({"MLFLOW_TRACKING_URI": url, "MLFLOW_TRACKING_USERNAME": user,
                       "MLFLOW_TRACKING_PASSWORD": secret})
-    return subprocess.run([MLGOV, *args], env=env, capture_output=True, text=True, cwd=cwd, timeout=120)
+    return mlgov_in_process(*args, env=env, cwd=cwd)
 
 
 def _assert_clean_503(response: requests.Response, message: str) -> None:

@@ -25,6 +25,7 @@ from mlflow_governance.cli.main import cli
 from mlflow_governance.errors import leaks_database_text
 from mlflow_governance.rest_client import RestGovernance
 from mlflow_governance.server.users import GENERIC_MESSAGE, clean_message
+from tests.cli_in_process import mlgov as mlgov_in_process
 from tests.servers import mlflow_server
 
 ADMIN_PASSWORD = "admin-pass-" + os.urandom(4).hex()
@@ -56,8 +57,7 @@ def admin_env(url: str) -> dict[str, str]:
 
 
 def mlgov(url: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([MLGOV, *args], env=admin_env(url), capture_output=True, text=True, cwd=cwd, timeout=300,
-                          stdin=subprocess.DEVNULL)
+    return mlgov_in_process(*args, env=admin_env(url), cwd=cwd)
 
 
 def user_exists(url: str, username: str) -> bool:
