@@ -237,25 +237,11 @@ def _isolated_env(monkeypatch, tmp_path):
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session (dropped at the end)."""
-    import sqlalchemy as sa
-
-    name = db_name("mlgov_test")
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    yield url
-    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
-
-    for db_url, eng in list(SqlAlchemyStore._engine_map.items()):
-        if name in db_url:
-            eng.dispose()
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with new_pg_database("mlgov_test") as url:
+        yield url
 
 
-def _forget_engines(fragment: str) -> None:
+def forget_engines(fragment: str) -> None:
     """Dispose and forget MLflow's cached engines whose URL contains ``fragment`` (so that the
     database can be copied or dropped: PostgreSQL copies a template only while nobody is on it)."""
     from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
@@ -277,26 +263,16 @@ def pg_template(tmp_path_factory) -> Iterator[str]:
     and governance tables), copied by `new_pg_database`. A copy takes a fraction of a second; a
     server or store on an empty database first runs MLflow's whole migration history (some 7 CPU s
     per server). Tests of migrating an empty database (test_server_databases, the README) do not use it."""
-    import sqlalchemy as sa
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
 
     from mlflow_governance.plugin import governed_store_builder
 
-    name = db_name("mlgov_template")
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    try:
+    with new_pg_database("mlgov_template") as url:
         TrackingStore(url, str(tmp_path_factory.mktemp("pg-template-artifacts")))  # experiment 0's root
         governed_store_builder("governed-" + url)
-        _forget_engines(name)
+        name = url.rsplit("/", 1)[1]
+        forget_engines(name)
         yield name
-    finally:
-        _forget_engines(name)
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @contextmanager
@@ -311,7 +287,7 @@ def new_pg_database(prefix: str, template: str | None = None) -> Iterator[str]:
     try:
         yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
     finally:
-        _forget_engines(name)
+        forget_engines(name)
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
@@ -323,15 +299,11 @@ def sqlite_template(tmp_path_factory) -> Path:
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
 
     from mlflow_governance.plugin import governed_store_builder
-    from mlflow_governance.store import GovernedSqlAlchemyStore
 
     path = tmp_path_factory.mktemp("template") / "mlflow.db"
     TrackingStore(f"sqlite:///{path}", str(path.parent / "artifacts"))
     governed_store_builder(f"governed-sqlite:///{path}")
-    for eng_uri, eng in list(GovernedSqlAlchemyStore._engine_map.items()):
-        if str(path) in eng_uri:
-            eng.dispose()
-            del GovernedSqlAlchemyStore._engine_map[eng_uri]
+    forget_engines(str(path))
     return path
 
 

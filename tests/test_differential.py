@@ -33,7 +33,7 @@ from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 from mlflow_governance import schema
 from mlflow_governance.plugin import governed_store_builder
 from mlflow_governance.store import GovernedSqlAlchemyStore
-from tests.conftest import PG_ADMIN_URL, acting
+from tests.conftest import PG_ADMIN_URL, acting, forget_engines
 
 # --- names used by the sequence (each test starts from two empty registries, so they are fixed) -
 
@@ -529,17 +529,6 @@ def report(comparisons: list[Comparison]) -> str:
 # --- the stores -------------------------------------------------------------------------------
 
 
-def _forget_engines(fragment: str) -> None:
-    """Dispose MLflow's cached engines (registry and tracking) whose URL contains ``fragment``."""
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
-
-    for engines in (SqlAlchemyStore._engine_map, TrackingStore._engine_map):
-        for uri, eng in list(engines.items()):
-            if fragment in uri:
-                eng.dispose()
-                engines.pop(uri, None)
-
-
 # MLflow's registry tables; TRUNCATE without CASCADE fails if another table referenced them.
 REGISTRY_TABLES = ["registered_model_aliases", "model_version_tags", "registered_model_tags", "model_versions",
                    "registered_models"]
@@ -565,7 +554,7 @@ def pg_databases() -> Iterator[tuple[str, str]]:
     finally:
         with admin.connect() as conn:
             for name in names:
-                _forget_engines(name)
+                forget_engines(name)
                 conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 
@@ -596,8 +585,8 @@ def stores(request, tmp_path) -> Iterator[Stores]:
         try:
             yield Stores("sqlite", SqlAlchemyStore(f"sqlite:///{a}"), governed_store_builder(f"governed-sqlite:///{b}"))
         finally:
-            _forget_engines(str(a))
-            _forget_engines(str(b))
+            forget_engines(str(a))
+            forget_engines(str(b))
         return
     mlflow_url, governed_url = request.getfixturevalue("pg_databases")
     pair = Stores("postgresql", SqlAlchemyStore(mlflow_url), governed_store_builder(governed_url))
