@@ -12,7 +12,7 @@ setup(
     package_data={"mlflow_governance": ["templates/*.html", "static/*"]},
     python_requires=">=3.10",
     install_requires=[
-        "mlflow[auth]>=3.5,<3.18",  # 3.18 removed mlflow.utils.validation._validate_model_alias_name, which store.py imports
+        "mlflow[auth]>=3.5,<3.19",  # tested with 3.17 and 3.18; MLflow's private helpers the store reuses: mlflow_private.py
         "scikit-learn>=1.4",
         # evidently 0.7.23 fails to import with pandas 3
         "pandas>=2.1,<3",

@@ -36,8 +36,6 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 from mlflow.utils.validation import (
-    _validate_model_alias_name,
-    _validate_model_alias_name_reserved,
     _validate_model_name,
     _validate_model_renaming,
     _validate_model_version,
@@ -46,6 +44,7 @@ from sqlalchemy.orm import Session
 
 from mlflow_governance import audit, config, schema, workflow
 from mlflow_governance.identity import current_user
+from mlflow_governance.mlflow_private import validate_alias_name, validate_alias_name_reserved
 from mlflow_governance.tags import TAG_ACTION, TAG_FIELD_PREFIX, TAG_PREFIX, TAG_STAGE, TAG_USABILITY, is_governance_key
 
 T = TypeVar("T")
@@ -379,8 +378,8 @@ class GovernedSqlAlchemyStore(SqlAlchemyStore):
     def set_registered_model_alias(self, name, alias, version):
         # MLflow's checks first, in its order: an alias MLflow refuses is never ours to judge.
         _validate_model_name(name)
-        _validate_model_alias_name(alias)
-        _validate_model_alias_name_reserved(alias)
+        validate_alias_name(alias)
+        validate_alias_name_reserved(alias)
         version = _validate_model_version(version)
         if not config.is_production_alias(alias):
             return super().set_registered_model_alias(name, alias, version)
