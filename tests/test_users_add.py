@@ -122,10 +122,16 @@ def test_the_server_never_sends_sql_or_a_hash_for_a_duplicate_user(server, prefi
                       auth=("admin", ADMIN_PASSWORD), timeout=30)
     assert 400 <= r.status_code < 500, (r.status_code, r.text)
     error = r.json()
-    assert error["error_code"] == "RESOURCE_ALREADY_EXISTS" and error["message"] == f"user {name} already exists"
+    assert error["error_code"] == "RESOURCE_ALREADY_EXISTS", error
     no_leak(r.text)
-    # The original, with its SQL, stays in the server's log for the operator.
-    assert "IntegrityError" in log.read_text() and f"{prefix}/mlflow/users/create" in log.read_text()
+    if "IntegrityError" in log.read_text():
+        # MLflow up to 3.17 puts the SQL and the new password's hash in the message: the hook sends a
+        # clean one, and the original stays in the server's log for the operator.
+        assert error["message"] == f"user {name} already exists"
+        assert f"{prefix}/mlflow/users/create" in log.read_text()
+    else:
+        # MLflow 3.18 sends a clean message of its own, which the hook leaves alone.
+        assert error["message"] == f"User (username={name}) already exists.", error
     # Other user-route errors are left alone.
     r = requests.get(f"{url}{prefix}/mlflow/users/get", params={"username": "nobody-here"},
                      auth=("admin", ADMIN_PASSWORD), timeout=30)
