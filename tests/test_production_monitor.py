@@ -165,11 +165,20 @@ def test_the_loop_evaluates_every_n_rows_and_stops(production_registry, payloads
     stop = threading.Event()
     with acting("mona"):
         watcher = Watcher(model=reg.model, payload_url=payloads, every_rows=2500, every_seconds=0)
+        answers: list[bool] = []  # what each pass of the loop decided (`due`), in order
+        decide = watcher.due
+        watcher.due = lambda: answers.append(decide()) or answers[-1]
         thread = threading.Thread(target=watcher.loop, args=(stop,), daemon=True)
         thread.start()
         try:
             log_rows(payloads, reg, winter_flights.sample(n=1000, random_state=5))
-            time.sleep(2.5)
+            # Two more passes of the loop (so at least one began after the 1,000 rows were in):
+            # each decided that 1,000 rows are not yet due, and nothing was evaluated.
+            seen = len(answers)
+            deadline = time.monotonic() + 30
+            while len(answers) < seen + 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert len(answers) >= seen + 2 and not any(answers[seen:]), answers
             engine = sa.create_engine(payloads)
             with engine.connect() as conn:
                 assert conn.execute(sa.select(sa.func.count()).select_from(schema.evaluation)).scalar() == 0
