@@ -8,27 +8,44 @@ acting as ``MLGOV_USER`` (development mode); an ``http(s)`` URI talks to a gover
 
 from __future__ import annotations
 
-import os
+import sys
 from typing import Any
 
-from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow_governance import environment_variables as ev
+from mlflow_governance.rest_client import mlflow_error
 
-from mlflow_governance import engine
+_SERVER_SCHEMES = ("http://", "https://")
 
 
 def resolve_registry_uri(registry_uri: str | None = None) -> str:
-    """The registry URI as MLflow resolves it."""
+    """The registry URI as MLflow resolves it.
+
+    A governance server's URL is taken as it is, without importing MLflow (a command against a
+    server then starts in a fraction of the time): given, or in MLFLOW_REGISTRY_URI, else in
+    MLFLOW_TRACKING_URI, as long as MLflow is not imported yet (once it is, ``mlflow.set_registry_uri``
+    or ``set_tracking_uri`` may have chosen another). Anything else is MLflow's to resolve.
+    """
+    server = _server_url(registry_uri)
+    if server:
+        return server
     from mlflow.tracking._model_registry.utils import _resolve_registry_uri
 
     uri = _resolve_registry_uri(registry_uri)
     if not uri:
-        raise MlflowException(
+        raise mlflow_error(
             "no registry: set MLFLOW_REGISTRY_URI (or MLFLOW_TRACKING_URI) to a governed-sqlite:///, "
             "governed-postgresql:// or http(s):// governance server URI",
-            error_code=INVALID_PARAMETER_VALUE,
+            "INVALID_PARAMETER_VALUE",
         )
     return uri
+
+
+def _server_url(registry_uri: str | None) -> str | None:
+    if registry_uri is None:
+        if "mlflow" in sys.modules:
+            return None
+        registry_uri = ev.MLFLOW_REGISTRY_URI.get() or ev.MLFLOW_TRACKING_URI.get()
+    return registry_uri if registry_uri and registry_uri.startswith(_SERVER_SCHEMES) else None
 
 
 def governed_store(registry_uri: str | None = None):
@@ -41,10 +58,10 @@ def governed_store(registry_uri: str | None = None):
     # Check the scheme first: opening a plain registry would create its database as a side effect.
     store = _get_store(uri) if uri.startswith("governed-") else None
     if not isinstance(store, GovernedSqlAlchemyStore):
-        raise MlflowException(
+        raise mlflow_error(
             f"registry {uri!r} is not governed: use governed-sqlite:///PATH, governed-postgresql://... "
             "or the URL of a governance server",
-            error_code=INVALID_PARAMETER_VALUE,
+            "INVALID_PARAMETER_VALUE",
         )
     return store
 
@@ -58,22 +75,20 @@ class GovernanceClient:
 
     @property
     def remote(self) -> bool:
-        return self.registry_uri.startswith(("http://", "https://"))
+        return self.registry_uri.startswith(_SERVER_SCHEMES)
 
     @property
     def backend(self) -> Any:
         if self._backend is None:
             if self.remote:
-                from mlflow.protos.databricks_pb2 import UNAUTHENTICATED
-
                 from mlflow_governance.rest_client import RestGovernance, credentials_problem
 
                 backend = RestGovernance(self.registry_uri)
                 username = backend.auth[0] if backend.auth else None
                 problem = credentials_problem(username, backend.auth[1] if backend.auth else None)
-                if problem and (os.environ.get("MLGOV_USER") or username):
+                if problem and (ev.MLGOV_USER.get() or username):
                     # A local-mode identity, or half the credentials: say what to set before any call.
-                    raise MlflowException(f"{problem} (registry {self.registry_uri})", error_code=UNAUTHENTICATED)
+                    raise mlflow_error(f"{problem} (registry {self.registry_uri})", "UNAUTHENTICATED")
                 self._backend = backend
             else:
                 self._backend = LocalGovernance(governed_store(self.registry_uri))
@@ -125,10 +140,10 @@ class GovernanceClient:
         self, model: str, action: str, version: int | None = None, new_version: bool = False
     ) -> dict[str, Any]:
         """`may`, raising the refusal (with its error code) when the action would not be allowed."""
-        from mlflow_governance.errors import GovernanceError
-
         decision = self.may(model, action, version, new_version)
         if not decision["allowed"]:
+            from mlflow_governance.errors import GovernanceError
+
             raise GovernanceError(decision["kind"], decision["message"])
         return decision
 
@@ -200,50 +215,53 @@ class LocalGovernance:
     """Backend over a governed store in this process."""
 
     def __init__(self, store):
+        from mlflow_governance import engine
+
         self.store = store
+        self.engine = engine
 
     def initiate(self, model, use_case, risk_tier, business_owner):
-        return engine.initiate(self.store, model, use_case, risk_tier, business_owner)
+        return self.engine.initiate(self.store, model, use_case, risk_tier, business_owner)
 
     def transition(self, model, action, version, fields, comment, evidence=None):
-        return engine.act(self.store, model, action, version, fields, comment, evidence)
+        return self.engine.act(self.store, model, action, version, fields, comment, evidence)
 
     def set_field(self, model, name, value, version):
-        return engine.set_field(self.store, model, name, value, version)
+        return self.engine.set_field(self.store, model, name, value, version)
 
     def may(self, model, action, version, new_version, inputs, fields, comment):
-        return engine.may(self.store, model, action, version, new_version, inputs, fields, comment)
+        return self.engine.may(self.store, model, action, version, new_version, inputs, fields, comment)
 
     def set_monitors(self, model, version, config):
-        return engine.set_monitors(self.store, model, version, config)
+        return self.engine.set_monitors(self.store, model, version, config)
 
     def status(self, model, version):
-        return engine.status(self.store, model, version)
+        return self.engine.status(self.store, model, version)
 
     def tasks(self, role):
         from mlflow_governance.identity import require_user
 
-        return engine.tasks(self.store, role=role, user=None if role else require_user())
+        return self.engine.tasks(self.store, role=role, user=None if role else require_user())
 
     def audit(self, model, limit):
-        return engine.history(self.store, model, limit)
+        return self.engine.history(self.store, model, limit)
 
     def verify_audit(self, expect=None):
-        return engine.verify(self.store, expect)
+        return self.engine.verify(self.store, expect)
 
     def audit_head(self):
-        return engine.audit_head(self.store)
+        return self.engine.audit_head(self.store)
 
     def grant(self, user, role):
-        return engine.grant_role(self.store, user, role)
+        return self.engine.grant_role(self.store, user, role)
 
     def revoke(self, user, role):
-        return engine.revoke_role(self.store, user, role)
+        return self.engine.revoke_role(self.store, user, role)
 
     def roles(self):
         from mlflow_governance.identity import current_user
 
-        return engine.list_roles(self.store, current_user())
+        return self.engine.list_roles(self.store, current_user())
 
     def events(self, after, limit, model):
         from mlflow_governance import events

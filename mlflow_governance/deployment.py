@@ -14,10 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 import requests
-from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import RESOURCE_CONFLICT
 
 from mlflow_governance import workflow
+from mlflow_governance.rest_client import mlflow_error
 from mlflow_governance.sidecar import client_credentials
 
 
@@ -28,14 +27,14 @@ def sidecar_status(url: str, timeout: float = 10.0) -> dict[str, Any]:
         resp = requests.get(base + "/status", timeout=timeout, auth=client_credentials())
         body = resp.json()
     except requests.RequestException:
-        raise MlflowException(f"the sidecar at {base} does not answer (is `mlgov serve` running there?)",
-                              error_code=RESOURCE_CONFLICT) from None
+        raise mlflow_error(f"the sidecar at {base} does not answer (is `mlgov serve` running there?)",
+                           "RESOURCE_CONFLICT") from None
     except ValueError:
-        raise MlflowException(f"{base}/status is not a scoring sidecar's status (not JSON)",
-                              error_code=RESOURCE_CONFLICT) from None
+        raise mlflow_error(f"{base}/status is not a scoring sidecar's status (not JSON)",
+                           "RESOURCE_CONFLICT") from None
     if resp.status_code != 200 or not isinstance(body, dict) or "model" not in body:
-        raise MlflowException(f"{base}/status answered HTTP {resp.status_code}, not a sidecar's status",
-                              error_code=RESOURCE_CONFLICT)
+        raise mlflow_error(f"{base}/status answered HTTP {resp.status_code}, not a sidecar's status",
+                           "RESOURCE_CONFLICT")
     return body
 
 
@@ -63,16 +62,16 @@ def record_from_sidecar(client: Any, model: str, version: int, url: str,
     """Fill the step ``version`` waits for from the sidecar at ``url``; (the fields, the transition's result)."""
     stage = client.status(model, version)["version"]["stage"]
     if stage not in (workflow.APPROVED_FOR_DEPLOYMENT, workflow.APPROVED_FOR_PRODUCTIONIZATION):
-        raise MlflowException(
+        raise mlflow_error(
             f"version {version} of {model!r} is {stage!r}: mlgov deploy records the deployment in "
             f"{workflow.APPROVED_FOR_DEPLOYMENT!r} and the monitoring wrapper in "
-            f"{workflow.APPROVED_FOR_PRODUCTIONIZATION!r}", error_code=RESOURCE_CONFLICT)
+            f"{workflow.APPROVED_FOR_PRODUCTIONIZATION!r}", "RESOURCE_CONFLICT")
     client.require(model, workflow.SUBMIT, version)
     status = sidecar_status(url)
     if status.get("model") != model or status.get("version") != version:
-        raise MlflowException(
+        raise mlflow_error(
             f"the sidecar at {url.rstrip('/')} serves {status.get('model')!r} version {status.get('version')}, "
-            f"not {model!r} version {version}", error_code=RESOURCE_CONFLICT)
+            f"not {model!r} version {version}", "RESOURCE_CONFLICT")
     fields = fields_from_status(stage, url, status, space)
     result = client.transition(model, workflow.SUBMIT, version, fields,
                                comment=f"recorded from the running sidecar's {url.rstrip('/')}/status")

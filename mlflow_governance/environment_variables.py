@@ -409,6 +409,29 @@ MLGOV_USER = _EnvironmentVariable(
     description="The acting user of a local process (development mode); a server never reads it",
     default_doc="none",
 )
+# MLflow's own client variables, as mlgov reads them to find a governance server before (and
+# without) importing MLflow; anything but an http(s) URL is resolved by MLflow itself.
+MLFLOW_TRACKING_URI = _EnvironmentVariable(
+    "MLFLOW_TRACKING_URI", str, None, in_file=False,
+    description="MLflow's tracking URI; for mlgov, the registry too unless MLFLOW_REGISTRY_URI is set "
+    "(a governance server's URL, or governed-sqlite:///... in development mode)",
+    default_doc="MLflow's default", example="http://127.0.0.1:5000",
+)
+MLFLOW_REGISTRY_URI = _EnvironmentVariable(
+    "MLFLOW_REGISTRY_URI", str, None, in_file=False,
+    description="MLflow's registry URI: governed-sqlite:///PATH, governed-postgresql://... or a governance server's URL",
+    default_doc="MLFLOW_TRACKING_URI",
+)
+MLFLOW_TRACKING_USERNAME = _EnvironmentVariable(
+    "MLFLOW_TRACKING_USERNAME", str, None, in_file=False,
+    description="The user a client signs in to a governance server as (MLflow's basic auth)",
+    default_doc="none",
+)
+MLFLOW_TRACKING_PASSWORD = _EnvironmentVariable(
+    "MLFLOW_TRACKING_PASSWORD", str, None, in_file=False, secret=True,
+    description="The password of MLFLOW_TRACKING_USERNAME",
+    default_doc="none",
+)
 MLGOV_DB_PASSWORD_FLIGHTS = _EnvironmentVariable(
     "MLGOV_DB_PASSWORD_FLIGHTS", str, None, in_file=False, secret=True,
     description="The password of the flights database for mlflow run -e acquire/pipeline, whose -P flights_url "

@@ -1,42 +1,52 @@
 """The governance REST API from Python: what `GovernanceClient` uses against a server.
 
 Credentials follow MLflow's conventions (``MLFLOW_TRACKING_USERNAME`` / ``PASSWORD``); errors
-come back as `MlflowException` with the server's error code and message.
+come back as `MlflowException` with the server's error code and message. MLflow is imported only
+to raise one: a command that succeeds against a server never pays for importing MLflow.
 """
 
 from __future__ import annotations
 
-import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
-from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, TEMPORARILY_UNAVAILABLE, ErrorCode
+
+from mlflow_governance import environment_variables as ev
+
+if TYPE_CHECKING:
+    from mlflow.exceptions import MlflowException
 
 PREFIX = "/api/2.0/mlflow-governance"
 
 
-class ServerUnreachable(MlflowException):
-    """The governance server did not answer: one line naming the URL (``mlgov`` exits 6)."""
+def mlflow_error(message: str, code: str | None) -> MlflowException:
+    """An ``MlflowException`` with the error code named ``code`` (INTERNAL_ERROR if MLflow has none such)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, ErrorCode
 
-    def __init__(self, base_url: str, exc: requests.RequestException, timeout: float):
-        if isinstance(exc, requests.Timeout):
-            why = f"no answer within {timeout:g} s"
-        elif isinstance(exc, requests.exceptions.SSLError):
-            why = "TLS handshake failed"
-        elif isinstance(exc, requests.ConnectionError):
-            why = "connection refused or host unreachable"
-        else:
-            why = type(exc).__name__
-        super().__init__(f"cannot reach the governance server at {base_url} ({why}): is it running? "
-                         "(mlgov server start, or check MLFLOW_TRACKING_URI)", error_code=TEMPORARILY_UNAVAILABLE)
+    known = code in ErrorCode.keys()
+    return MlflowException(message, error_code=ErrorCode.Value(code) if known else INTERNAL_ERROR)
+
+
+def server_unreachable(base_url: str, exc: requests.RequestException, timeout: float) -> MlflowException:
+    """The governance server did not answer: one line naming the URL (``mlgov`` exits 6)."""
+    if isinstance(exc, requests.Timeout):
+        why = f"no answer within {timeout:g} s"
+    elif isinstance(exc, requests.exceptions.SSLError):
+        why = "TLS handshake failed"
+    elif isinstance(exc, requests.ConnectionError):
+        why = "connection refused or host unreachable"
+    else:
+        why = type(exc).__name__
+    return mlflow_error(f"cannot reach the governance server at {base_url} ({why}): is it running? "
+                        "(mlgov server start, or check MLFLOW_TRACKING_URI)", "TEMPORARILY_UNAVAILABLE")
 
 
 def credentials_problem(username: str | None, password: str | None) -> str | None:
     """Why a governance server cannot know who is acting, or None: one line saying what to set."""
     if username and password:
         return None
-    if os.environ.get("MLGOV_USER") and not username:
+    if ev.MLGOV_USER.get() and not username:
         return ("MLGOV_USER names the acting user only against a local registry; against a governance "
                 "server set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")
     if username and not password:
@@ -50,12 +60,16 @@ class RestGovernance:
 
     def __init__(self, base_url: str, username: str | None = None, password: str | None = None, timeout: float = 60):
         self.base_url = base_url.rstrip("/")
-        username = username or os.environ.get("MLFLOW_TRACKING_USERNAME")
-        password = password or os.environ.get("MLFLOW_TRACKING_PASSWORD")
+        username = username or ev.MLFLOW_TRACKING_USERNAME.get()
+        password = password or ev.MLFLOW_TRACKING_PASSWORD.get()
         self.auth = (username, password) if username else None
         self.timeout = timeout
 
-    def _call(self, method: str, path: str, body: dict[str, Any] | None = None, raw: bool = False) -> Any:
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None, raw: bool = False,
+              missing: Any = ...) -> Any:
+        """The answer's JSON (its text if ``raw``); an error answer raises, except that
+        RESOURCE_DOES_NOT_EXIST returns ``missing`` when it is given (an expected answer need not
+        import MLflow to be raised and caught)."""
         url = self.base_url + (path if path.startswith("/api/") else PREFIX + path)
         clean = {k: v for k, v in (body or {}).items() if v is not None}
         try:
@@ -68,7 +82,7 @@ class RestGovernance:
                 timeout=self.timeout,
             )
         except requests.RequestException as exc:
-            raise ServerUnreachable(self.base_url, exc, self.timeout) from None
+            raise server_unreachable(self.base_url, exc, self.timeout) from None
         if resp.status_code >= 400:
             try:
                 err = resp.json()
@@ -81,10 +95,11 @@ class RestGovernance:
                 code = {401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "RESOURCE_DOES_NOT_EXIST"}.get(
                     resp.status_code, "INTERNAL_ERROR"
                 )
+            if code == "RESOURCE_DOES_NOT_EXIST" and missing is not ...:
+                return missing
             if resp.status_code == 404 and "mlflow-governance" in url and code == "ENDPOINT_NOT_FOUND":
                 message = f"{self.base_url} is not a governance server (start it with --app-name governance)"
-            known = code in ErrorCode.keys()
-            raise MlflowException(message, error_code=ErrorCode.Value(code) if known else INTERNAL_ERROR)
+            raise mlflow_error(message, code)
         return resp.text if raw else resp.json()
 
     def whoami(self) -> dict[str, Any]:
@@ -168,12 +183,8 @@ class RestGovernance:
 
         Admin only for another user's record (MLflow answers PERMISSION_DENIED otherwise).
         """
-        try:
-            return self._call("GET", "/api/2.0/mlflow/users/get", {"username": username})["user"]
-        except MlflowException as exc:
-            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-                return None
-            raise
+        found = self._call("GET", "/api/2.0/mlflow/users/get", {"username": username}, missing=None)
+        return None if found is None else found["user"]
 
     def delete_user(self, username: str) -> None:
         """Delete a user through MLflow's basic-auth endpoint (admin only)."""

@@ -188,6 +188,46 @@ def test_every_route_refuses_strangers(governance_server, method, path):
     assert r.status_code == 401, path
 
 
+# ``mlgov`` as installed, reporting on stderr whether it imported MLflow by the time it exited.
+IMPORTS_MLFLOW = (
+    "import sys\n"
+    "from mlflow_governance.cli.main import cli\n"
+    "try:\n"
+    "    cli(sys.argv[1:], prog_name='mlgov')\n"
+    "finally:\n"
+    "    print('imported mlflow:', 'mlflow' in sys.modules, file=sys.stderr)\n"
+)
+
+
+def test_commands_against_a_server_never_import_mlflow(governance_server, tmp_path):
+    """Against a governance server ``mlgov`` talks REST: a command that succeeds never imports
+    MLflow (about 1.5-3.5 CPU s of a start); only an error, raised as MLflow's exception, does."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLGOV_"))}
+
+    def run(user: str, *args: str) -> subprocess.CompletedProcess:
+        secret = ADMIN_PASSWORD if user == "admin" else password(user)
+        return subprocess.run([sys.executable, "-c", IMPORTS_MLFLOW, *args], capture_output=True, text=True,
+                              cwd=tmp_path, timeout=120,
+                              env={**env, "MLFLOW_TRACKING_URI": governance_server,
+                                   "MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": secret})
+
+    model = unique("light")
+    for user, args in (("olivia", ("initiate", model, "--use-case", "light client")),
+                       ("adam", ("tasks",)),
+                       ("adam", ("transition", model, "approve", "--comment", "fine")),
+                       ("olivia", ("status", model, "--json")),
+                       ("olivia", ("audit", "show", "--model", model)),
+                       ("admin", ("roles", "list")),
+                       ("admin", ("users", "add", unique("newcomer"), "--role", wf.MODEL_MONITOR,
+                                  "--password", "light-password-1"))):
+        done = run(user, *args)
+        assert done.returncode == 0, (args, done.stderr)
+        assert done.stderr.strip().splitlines()[-1] == "imported mlflow: False", (args, done.stderr)
+    refused = run("olivia", "transition", model, "approve")
+    assert refused.returncode == 3 and refused.stderr.startswith("Error: "), refused.stderr
+    assert refused.stderr.strip().splitlines()[-1] == "imported mlflow: True"
+
+
 def test_mlgov_cli_against_the_server(governance_server, tmp_path):
     """The installed ``mlgov`` as a process where the answer is an exit code (a refusal, a wrong
     password), the rest in-process (click's runner: the same commands against the same server)."""

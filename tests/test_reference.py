@@ -36,10 +36,38 @@ def test_every_mlgov_command_and_subcommand_is_in_the_reference():
         for name, subs in re.findall(r"`mlgov ([a-z-]+)((?: ?[A-Z_]+| [a-z-]+(?:/[a-z-]+)*)?)", cells[0]):
             words = subs.strip().split("/") if subs.strip() and subs.strip().islower() else []
             documented.setdefault(name, set()).update(words)
-    assert set(documented) == set(cli.commands), (set(cli.commands) ^ set(documented))
-    for name, command in cli.commands.items():
+    ctx = click.Context(cli)
+    commands = {name: cli.get_command(ctx, name) for name in cli.list_commands(ctx)}
+    assert set(documented) == set(commands), (set(commands) ^ set(documented))
+    for name, command in commands.items():
         if isinstance(command, click.Group):
             assert documented[name] == set(command.commands), (name, documented[name], set(command.commands))
+
+
+def test_the_lazy_command_table_names_what_each_module_registers():
+    """`mlgov` imports a command's modules when it runs (cli/main.py's COMMANDS): each command is
+    listed with every module that defines it or one of its subcommands, and nothing else is listed."""
+    import importlib
+
+    from mlflow_governance.cli import main
+
+    everything = click.Group()
+    for module in sorted({m for modules in main.COMMANDS.values() for m in modules}):
+        importlib.import_module(f"mlflow_governance.cli.{module}").register(everything)
+
+    def modules_of(command: click.Command) -> set[str]:
+        found = {command.callback.__module__.removeprefix("mlflow_governance.cli.")}
+        for sub in getattr(command, "commands", {}).values():
+            found |= modules_of(sub)
+        return found
+
+    assert {name: modules_of(command) for name, command in everything.commands.items()} == \
+        {name: set(modules) for name, modules in main.COMMANDS.items()}
+    # A fresh group loads just a command's own modules to find it.
+    for name, modules in main.COMMANDS.items():
+        group = main.LazyGovernanceGroup()
+        command = group.get_command(click.Context(group), name)
+        assert command is not None and command.name == name and group._loaded == set(modules), name
 
 
 def test_every_governance_route_is_in_the_reference_with_its_method():

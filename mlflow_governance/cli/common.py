@@ -1,15 +1,21 @@
-"""Shared CLI plumbing: turn MLflow and governance errors into a message and an exit code."""
+"""Shared CLI plumbing: turn MLflow and governance errors into a message and an exit code.
+
+Imports no MLflow: a command against a governance server talks REST and need not pay for
+importing MLflow (1.5-3.5 CPU s), so this module recognises MLflow's errors without importing them.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from mlflow.exceptions import MlflowException
 
 from mlflow_governance.urls import mask_url, scrub
+
+if TYPE_CHECKING:
+    from mlflow.exceptions import MlflowException
 
 # Exit codes by MLflow error code: 2 bad input (click's own), 3 refused, 4 not found,
 # 6 server unreachable, 1 other (and a broken audit chain).
@@ -31,13 +37,22 @@ class GovernanceGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except MlflowException as exc:
-            message, code = one_line(exc)
-            click.echo(f"Error: {message}", err=True)
-            sys.exit(code)
-        except (ValueError, FileNotFoundError, PermissionError) as exc:
-            click.echo(f"Error: {scrub(str(exc))}", err=True)
-            sys.exit(2)
+        except Exception as exc:
+            if is_mlflow_error(exc):
+                message, code = one_line(exc)
+                click.echo(f"Error: {message}", err=True)
+                sys.exit(code)
+            if isinstance(exc, (ValueError, FileNotFoundError, PermissionError)):
+                click.echo(f"Error: {scrub(str(exc))}", err=True)
+                sys.exit(2)
+            raise
+
+
+def is_mlflow_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is an ``MlflowException``, without importing MLflow: if MLflow was never
+    imported, nothing raised one."""
+    module = sys.modules.get("mlflow.exceptions")
+    return module is not None and isinstance(exc, module.MlflowException)
 
 
 _UNREACHABLE_MARKS = ("Max retries exceeded", "Connection refused", "Failed to establish a new connection",

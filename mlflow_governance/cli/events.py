@@ -6,11 +6,10 @@ from __future__ import annotations
 import time
 
 import click
-from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from mlflow_governance.cli.common import echo_json
 from mlflow_governance.client import GovernanceClient
+from mlflow_governance.rest_client import mlflow_error
 
 
 @click.group("events")
@@ -82,9 +81,9 @@ def events_deliver(config_file: str | None, watch: bool) -> None:
         raise click.ClickException(str(exc)) from None
     client = GovernanceClient()
     if client.remote:
-        raise MlflowException(
+        raise mlflow_error(
             f"{client.registry_uri} is a governance server: it delivers its events itself (see mlgov events status)",
-            error_code=INVALID_PARAMETER_VALUE,
+            "INVALID_PARAMETER_VALUE",
         )
     deliverer = delivery.Deliverer(client.backend.store)
     while True:

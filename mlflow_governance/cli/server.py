@@ -9,13 +9,12 @@ import sys
 from pathlib import Path
 
 import click
-from mlflow.environment_variables import MLFLOW_SERVER_CORS_ALLOWED_ORIGINS
-from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE, RESOURCE_CONFLICT, ErrorCode
 
 from mlflow_governance import environment_variables as ev
 from mlflow_governance import settings, workflow
+from mlflow_governance.cli.common import is_mlflow_error
 from mlflow_governance.client import GovernanceClient
+from mlflow_governance.rest_client import mlflow_error
 
 
 @click.command("server")
@@ -41,12 +40,14 @@ def server(config_file: Path | None, host: str, port: int, workers: int, dry_run
     registry = ev.MLFLOW_REGISTRY_STORE_URI.get() or ""
     backend = ev.MLFLOW_BACKEND_STORE_URI.get() or registry.removeprefix("governed-")
     if not registry.startswith("governed-"):
-        raise MlflowException(
+        raise mlflow_error(
             f"{ev.MLFLOW_REGISTRY_STORE_URI} must be governed-sqlite:///... or governed-postgresql://...",
-            error_code=INVALID_PARAMETER_VALUE,
+            "INVALID_PARAMETER_VALUE",
         )
     if not ev.MLFLOW_FLASK_SERVER_SECRET_KEY.get():
         ev.MLFLOW_FLASK_SERVER_SECRET_KEY.set(secrets.token_hex(32))
+    from mlflow.environment_variables import MLFLOW_SERVER_CORS_ALLOWED_ORIGINS
+
     origins = ev.MLGOV_ALLOWED_ORIGINS.get()
     if origins and not MLFLOW_SERVER_CORS_ALLOWED_ORIGINS.is_set():
         # MLflow's own CORS check must let the listed origins through to ours.
@@ -87,11 +88,6 @@ def _check_roles(ctx: click.Context, param: click.Parameter, value: tuple[str, .
     return tuple(dict.fromkeys(value))  # a role named twice is granted once
 
 
-def _mlflow_error(message: str, code: str | None) -> MlflowException:
-    known = code in ErrorCode.keys()
-    return MlflowException(message, error_code=ErrorCode.Value(code) if known else INTERNAL_ERROR)
-
-
 def _undo(client: GovernanceClient, username: str, granted: list[str]) -> list[str]:
     """Revoke the roles granted, then delete the user; the problems met on the way."""
     problems = []
@@ -120,28 +116,25 @@ def users_add(username: str, password: str, roles: tuple[str, ...]) -> None:
     with `mlgov roles grant`); if granting a role fails, the roles already granted are revoked
     and the user is deleted again before the error is reported.
     """
-    from mlflow_governance.server.users import clean_message
-
     client = GovernanceClient()
     if not client.remote:
-        raise MlflowException(
-            "users live on the governance server: set MLFLOW_TRACKING_URI to its http(s):// URL",
-            error_code=INVALID_PARAMETER_VALUE,
-        )
+        raise mlflow_error("users live on the governance server: set MLFLOW_TRACKING_URI to its http(s):// URL",
+                           "INVALID_PARAMETER_VALUE")
     backend = client.backend
-    exists = MlflowException(
-        f"user {username} already exists (give it roles with: mlgov roles grant {username} ROLE)",
-        error_code=RESOURCE_CONFLICT,
-    )
+    exists = f"user {username} already exists (give it roles with: mlgov roles grant {username} ROLE)"
     if backend.get_user(username) is not None:
-        raise exists
+        raise mlflow_error(exists, "RESOURCE_CONFLICT")
     try:
         backend.add_user(username, password)
-    except MlflowException as exc:
+    except Exception as exc:
+        if not is_mlflow_error(exc):
+            raise
         if exc.error_code == "RESOURCE_ALREADY_EXISTS":  # created meanwhile by someone else
-            raise exists from None
+            raise mlflow_error(exists, "RESOURCE_CONFLICT") from None
+        from mlflow_governance.server.users import clean_message
+
         # An older server may still send the database's error text (SQL, the password hash).
-        raise _mlflow_error(clean_message(exc.message, exc.error_code, username), exc.error_code) from None
+        raise mlflow_error(clean_message(exc.message, exc.error_code, username), exc.error_code) from None
     granted: list[str] = []
     role = None
     try:
@@ -157,7 +150,7 @@ def users_add(username: str, password: str, roles: tuple[str, ...]) -> None:
                         f"{', '.join(granted) or 'no role'} by hand")
         else:
             message += f"user {username} was not created (removed again)"
-        raise _mlflow_error(message, getattr(exc, "error_code", None)) from None
+        raise mlflow_error(message, getattr(exc, "error_code", None)) from None
     click.echo(f"user {username} created")
     for role in roles:
         click.echo(f"{'granted' if role in granted else 'already held'}: {username} {role}")

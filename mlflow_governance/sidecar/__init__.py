@@ -146,7 +146,7 @@ def client_credentials() -> tuple[str, str] | None:
     """The basic-auth credentials a program of ours sends to a sidecar: MLflow's
     ``MLFLOW_TRACKING_USERNAME``/``PASSWORD`` (the same user it is against the governance server);
     None when unset (a ``--no-auth`` development sidecar)."""
-    from mlflow.environment_variables import MLFLOW_TRACKING_PASSWORD, MLFLOW_TRACKING_USERNAME
+    from mlflow_governance.environment_variables import MLFLOW_TRACKING_PASSWORD, MLFLOW_TRACKING_USERNAME
 
     user, password = MLFLOW_TRACKING_USERNAME.get(), MLFLOW_TRACKING_PASSWORD.get()
     return (user, password) if user and password else None
