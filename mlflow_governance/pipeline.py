@@ -248,8 +248,7 @@ class Pipeline:
         """Against a server: the credentials' user, who must be every step's user; locally None."""
         if not self.client.remote:
             return None
-        from mlflow.environment_variables import MLFLOW_TRACKING_USERNAME
-
+        from mlflow_governance.environment_variables import MLFLOW_TRACKING_USERNAME
         from mlflow_governance.rest_client import credentials_problem
 
         username = MLFLOW_TRACKING_USERNAME.get()
