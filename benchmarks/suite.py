@@ -2,7 +2,7 @@
 
 * seconds per test file (setup + call + teardown of its tests, from pytest's ``--durations=0``);
 * CPU seconds per kind of process (the xdist workers themselves, ``mlflow server``, sidecars and
-  their gunicorn workers, ``mlflow run`` and its entry points, each ``mlgov`` command, chromium,
+  their gunicorn workers, ``mlflow run`` and each entry point script, each ``mlgov`` command, chromium,
   Java, PostgreSQL...), sampled from ``/proc`` every ``--interval`` seconds while the suite runs.
 
 Only the suite's processes count (pytest's descendants, found parent first, and PostgreSQL's
@@ -43,6 +43,8 @@ def kind(command: str) -> str:
         return "unattributed" if not command else "other"
     if found == "python -u -c":
         return "pytest-xdist workers (the tests themselves)"
+    if found == "projects/":  # one kind per entry point script
+        return "projects/" + command.split("projects/", 1)[1].split()[0]
     if found == "mlgov ":  # one kind per subcommand
         words = command.split("mlgov ", 1)[1].split()
         return f"mlgov {words[0]}" if words else "mlgov"

@@ -23,6 +23,21 @@ from pathlib import Path
 
 import pytest
 
+from mlflow_governance.sidecar.server import THREAD_LIMIT_VARS
+
+# `make test` runs two workers on two cores, and each starts servers, sidecars and `mlflow run`
+# steps beside the other's: every numeric library gets one thread (as in the sidecar's workers),
+# in the tests and in every process they start, set before NumPy is imported. With one thread per
+# core, OpenMP's threads spin-wait against the other worker's processes: the three trainings of
+# the README and the pipeline took 102 CPU seconds, with one thread 26. A value already set wins.
+for _name in THREAD_LIMIT_VARS:
+    os.environ.setdefault(_name, "1")
+# The Spark tests' JVMs (`SPARK_SUBMIT_OPTS` reaches the driver pyspark starts, without the note
+# JAVA_TOOL_OPTIONS prints on stderr) compile with the client compiler only and collect with one
+# thread: their jobs last seconds, and the optimising compiler's threads took half their CPU time
+# (91 CPU seconds for tests/test_acquisition_spark.py, 48 without).
+os.environ.setdefault("SPARK_SUBMIT_OPTS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
+
 # One user per governance role, as in the seed course; "admin" manages the role table.
 USERS = {
     "olivia": "ModelOwner",
