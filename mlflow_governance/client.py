@@ -270,9 +270,9 @@ class LocalGovernance:
         return [e.governance_event() for e in found]
 
     def events_status(self):
-        from mlflow_governance import delivery
+        from mlflow_governance import notifications
 
-        return delivery.status(self.store)
+        return notifications.delivery_status(self.store)
 
     def set_contact(self, user, email, url, clear):
         from mlflow_governance import contacts

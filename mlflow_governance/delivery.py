@@ -23,9 +23,11 @@ Every attempt of one row carries the same ``X-MLflow-Delivery-Id``, so a receive
 copy it gets when an answer was lost after it had processed the event (the one case a sender
 cannot tell from a failure).
 
-The sinks are pluggable (`Sink`, `default_sinks`): MLflow's webhooks, and the people each event
-concerns, by mail or chat (`mlflow_governance.notifications`, a row per event and user), over the
-same rows and with the same guarantees.
+The sinks are pluggable (`Sink`): MLflow's webhooks (`MlflowWebhookSink`, here), and the people
+each event concerns, by mail or chat (`mlflow_governance.notifications`, a row per event and
+user), over the same rows and with the same guarantees. This module knows sinks only by that
+protocol: the caller names them (`notifications.default_sinks` gives both), so the outbox does
+not import its sinks and the people's sink imports the outbox, never the other way round.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -207,13 +209,6 @@ class MlflowWebhookSink:
             return {r.webhook_id: {"name": r.name, "url": r.url} for r in conn.execute(query)}
 
 
-def default_sinks(store: Any) -> list[Sink]:
-    """Every sink of a registry: MLflow's webhooks and the people the events concern."""
-    from mlflow_governance.notifications import PeopleSink
-
-    return [MlflowWebhookSink(store), PeopleSink(store)]
-
-
 # --- the deliverer ----------------------------------------------------------------------------
 
 
@@ -239,11 +234,10 @@ class PassResult:
 class Deliverer:
     """Fans events out to their targets and sends what is due; safe to run in several processes."""
 
-    def __init__(self, store: Any, sinks: Iterable[Sink] | None = None, worker: str | None = None,
-                 max_parallel: int = 4):
+    def __init__(self, store: Any, sinks: Iterable[Sink], worker: str | None = None, max_parallel: int = 4):
         self.store = store
         self.engine = store.engine
-        self.sinks: dict[str, Sink] = {s.name: s for s in (sinks if sinks is not None else default_sinks(store))}
+        self.sinks: dict[str, Sink] = {s.name: s for s in sinks}
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.max_parallel = max_parallel
         self.last_error: str | None = None
@@ -412,7 +406,7 @@ class Deliverer:
 # --- what is left to deliver ------------------------------------------------------------------
 
 
-def status(store: Any, details: bool = True, sinks: Iterable[Sink] | None = None) -> dict[str, Any]:
+def status(store: Any, sinks: Iterable[Sink], details: bool = True) -> dict[str, Any]:
     """Counts of the outbox: events not fanned out yet, rows undelivered, delivered, skipped; with
     ``details``, each target that has undelivered rows (its name and URL, attempts, last error)."""
     e, d = events_table, deliveries
@@ -434,7 +428,7 @@ def status(store: Any, details: bool = True, sinks: Iterable[Sink] | None = None
                          "attempts": int(head.attempts), "last_error": head.last_error,
                          "last_status": head.status_code, "next_attempt": iso(int(head.next_attempt_at))})
     if rows:
-        known = {s.name: s for s in (sinks if sinks is not None else default_sinks(store))}
+        known = {s.name: s for s in sinks}
         for sink_name in {r["sink"] for r in rows}:
             described = known[sink_name].describe(r["target"] for r in rows if r["sink"] == sink_name) \
                 if sink_name in known else {}
@@ -470,9 +464,10 @@ class DeliveryThread(threading.Thread):
     """A daemon thread that runs passes every MLGOV_EVENTS_POLL_SECONDS, and at once when this
     process commits events (`events.subscribe`)."""
 
-    def __init__(self, store_factory):
+    def __init__(self, store_factory: Callable[[], Any], sinks_for: Callable[[Any], Iterable[Sink]]):
         super().__init__(name="mlgov-events", daemon=True)
         self.store_factory = store_factory
+        self.sinks_for = sinks_for
         self.deliverer: Deliverer | None = None
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -493,7 +488,8 @@ class DeliveryThread(threading.Thread):
             while not self._stopping.is_set():
                 try:
                     if self.deliverer is None:
-                        self.deliverer = Deliverer(self.store_factory())
+                        store = self.store_factory()
+                        self.deliverer = Deliverer(store, self.sinks_for(store))
                     self.deliverer.run_once()
                 except Exception:  # noqa: BLE001 - a database outage: try again at the next pass
                     log.exception("governance event delivery pass failed; trying again")
@@ -515,21 +511,24 @@ def _server_store():
     return _get_model_registry_store()
 
 
-def ensure_running(store_factory=_server_store) -> DeliveryThread | None:
-    """Start this process's delivery thread if it is not running (a forked worker starts its own)."""
+def ensure_running(sinks_for: Callable[[Any], Iterable[Sink]],
+                   store_factory: Callable[[], Any] = _server_store) -> DeliveryThread | None:
+    """Start this process's delivery thread, sending to ``sinks_for(store)``, if it is not running
+    (a forked worker starts its own)."""
     global _thread
     if not ev.MLGOV_EVENTS_DELIVERY.get():
         return None
     with _thread_lock:
         if _thread is None or _thread.pid != os.getpid() or not _thread.is_alive():
-            _thread = DeliveryThread(store_factory)
+            _thread = DeliveryThread(store_factory, sinks_for)
             _thread.start()
         return _thread
 
 
-def start_in_server(app: Any) -> None:
-    """In each governance-server worker: deliver events off the request path, and keep MLflow's
-    handlers from announcing governance tag writes a second time (`suppress_duplicate_deliveries`)."""
+def start_in_server(app: Any, sinks_for: Callable[[Any], Iterable[Sink]]) -> None:
+    """In each governance-server worker: deliver events to ``sinks_for(store)`` off the request
+    path, and keep MLflow's handlers from announcing governance tag writes a second time
+    (`suppress_duplicate_deliveries`)."""
     suppress_duplicate_deliveries()
     if not ev.MLGOV_EVENTS_DELIVERY.get():
         return
@@ -537,10 +536,10 @@ def start_in_server(app: Any) -> None:
         log.warning("%s is not set: MLflow encrypts webhook secrets with a key made by this process, so other "
                     "workers, a restart and mlgov events deliver cannot sign with them; set it to a Fernet key",
                     ev.MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY)
-    ensure_running()
+    ensure_running(sinks_for)
 
     def keep_delivering() -> None:  # a worker forked after create_app starts its own thread
-        ensure_running()
+        ensure_running(sinks_for)
 
     app.before_request(keep_delivering)
 

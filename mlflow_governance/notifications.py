@@ -32,7 +32,7 @@ from urllib.parse import quote, unquote, urlencode, urlsplit
 
 import sqlalchemy as sa
 
-from mlflow_governance import contacts, events, roles, workflow
+from mlflow_governance import contacts, delivery, events, roles, workflow
 from mlflow_governance import environment_variables as ev
 from mlflow_governance.delivery import PENDING, DeliveryFailed, TargetGone
 from mlflow_governance.events import Event
@@ -346,3 +346,21 @@ def send_test(store: Any, actor: str | None, user: str) -> dict[str, Any]:
     except (NotConfigured, DeliveryFailed) as exc:
         answer.update(ok=False, error=str(exc))
     return answer
+
+
+# --- the outbox with every sink ------------------------------------------------------------------
+
+
+def default_sinks(store: Any) -> list[delivery.Sink]:
+    """Every sink of a registry: MLflow's webhooks and the people the events concern."""
+    return [delivery.MlflowWebhookSink(store), PeopleSink(store)]
+
+
+def deliverer(store: Any, worker: str | None = None) -> delivery.Deliverer:
+    """The outbox's deliverer for ``store``, sending to every sink (`default_sinks`)."""
+    return delivery.Deliverer(store, default_sinks(store), worker=worker)
+
+
+def delivery_status(store: Any, details: bool = True) -> dict[str, Any]:
+    """`delivery.status` of ``store`` with every sink describing its targets."""
+    return delivery.status(store, default_sinks(store), details=details)

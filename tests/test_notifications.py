@@ -25,7 +25,7 @@ import pytest
 import requests
 from mlflow.exceptions import MlflowException
 
-from mlflow_governance import contacts, delivery, events, notifications
+from mlflow_governance import contacts, events, notifications
 from mlflow_governance import workflow as wf
 from mlflow_governance.client import GovernanceClient, governed_store
 from mlflow_governance.rest_client import RestGovernance
@@ -421,7 +421,7 @@ def test_contacts_locally_are_the_admins_audited_and_masked(registry, tmp_path, 
         p = mlgov_in_process("events", "deliver", env={**os.environ, "MLGOV_USER": "admin"}, cwd=tmp_path)
         assert p.returncode == 0, p.stderr
         assert [rcpt(m) for m in server.about(model)] == ["adam"], p.stdout  # the candidacy waits for him
-        assert delivery.Deliverer(store).run_once().delivered == 0
+        assert notifications.deliverer(store).run_once().delivered == 0
         assert len(server.about(model)) == 1
     finally:
         server.stop()

@@ -65,11 +65,10 @@ def server(config_file: Path | None, host: str, port: int, workers: int, dry_run
     if dry_run:
         click.echo(" ".join(cmd))
         return
-    from mlflow_governance.server.app import _auth_database_uri
-    from mlflow_governance.server.databases import migrate
+    from mlflow_governance.server.databases import auth_database_uri, migrate
 
     # Here, not in each worker: concurrent workers would race MLflow's auth-database migration.
-    migrate(registry, backend, _auth_database_uri())
+    migrate(registry, backend, auth_database_uri())
     os.execv(sys.executable, cmd)
 
 

@@ -16,7 +16,6 @@ import sqlalchemy as sa
 from flask import Flask, Response, g, jsonify, request
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import (
-    INTERNAL_ERROR,
     INVALID_PARAMETER_VALUE,
     PERMISSION_DENIED,
     RESOURCE_DOES_NOT_EXIST,
@@ -28,26 +27,12 @@ from mlflow.server.handlers import catch_mlflow_exception
 from mlflow_governance import engine, workflow
 from mlflow_governance.errors import GovernanceError, leaks_database_text
 from mlflow_governance.server import outage, permissions
+from mlflow_governance.server.databases import governed_store
 from mlflow_governance.server.permissions import EDIT, READ
 
 _log = logging.getLogger(__name__)
 PREFIX = "/api/2.0/mlflow-governance"
 AJAX_PREFIX = "/ajax-api/2.0/mlflow-governance"
-
-
-def governed_store():
-    """The server's registry store; it must be the governed one."""
-    from mlflow.server.handlers import _get_model_registry_store
-
-    from mlflow_governance.store import GovernedSqlAlchemyStore
-
-    store = _get_model_registry_store()
-    if not isinstance(store, GovernedSqlAlchemyStore):
-        raise MlflowException(
-            "this server's registry is not governed: start it with --registry-store-uri governed-...",
-            error_code=INVALID_PARAMETER_VALUE,
-        )
-    return store
 
 
 def _body() -> dict[str, Any]:
@@ -367,9 +352,9 @@ def event_list(data):
 
 def event_status(data):
     """How much of the outbox is undelivered (everyone); which webhooks fail and why (admins)."""
-    from mlflow_governance import delivery
+    from mlflow_governance import notifications
 
-    return delivery.status(governed_store(), details=permissions.is_admin())
+    return notifications.delivery_status(governed_store(), details=permissions.is_admin())
 
 
 def _require_user_exists(username: str) -> None:
@@ -456,16 +441,6 @@ ROUTES: tuple[tuple[str, str, Callable[[dict], Any], str | None], ...] = (
 )
 
 
-def _database_failure(exc: BaseException) -> MlflowException:
-    """A client-safe error for a database failure; the original goes to the server log."""
-    _log.error("governance request failed in the database", exc_info=exc)
-    cause = exc.__cause__ if isinstance(exc, MlflowException) else exc
-    unavailable = outage.database_failure(cause)  # 503 naming the database that failed (registry, users)
-    if unavailable is not None:
-        return unavailable
-    return MlflowException("the registry database refused the request; see the server log", error_code=INTERNAL_ERROR)
-
-
 def _view(handler: Callable[[dict], Any], needs: str | None) -> Callable[[], Response]:
     @catch_mlflow_exception
     def view() -> Response:
@@ -477,12 +452,12 @@ def _view(handler: Callable[[dict], Any], needs: str | None) -> Callable[[], Res
                     permissions.require(model, needs, current_user())
             result = handler(data)
         except sa.exc.SQLAlchemyError as exc:
-            raise _database_failure(exc) from None
+            raise outage.client_error(exc) from None
         except GovernanceError:
             raise  # our own refusals name the rule, never the database
         except MlflowException as exc:
             if isinstance(exc.__cause__, sa.exc.SQLAlchemyError) or leaks_database_text(exc.message):
-                raise _database_failure(exc) from None
+                raise outage.client_error(exc) from None
             raise
         return result if isinstance(result, Response) else jsonify(result)
 

@@ -10,7 +10,6 @@ the approvals page, and starts the delivery of governance events to MLflow's web
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
@@ -24,29 +23,9 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from mlflow_governance import config, settings
 from mlflow_governance import environment_variables as ev
+from mlflow_governance.server import databases
 
 MIN_PASSWORD_LENGTH = 12
-
-
-def _auth_database_uri() -> str:
-    explicit = ev.MLGOV_AUTH_DATABASE_URI.get()
-    if explicit:
-        return explicit
-    from mlflow.server.constants import BACKEND_STORE_URI_ENV_VAR, REGISTRY_STORE_URI_ENV_VAR
-
-    registry = (
-        os.environ.get(REGISTRY_STORE_URI_ENV_VAR)  # set by `mlflow server` for its workers
-        or ev.MLFLOW_REGISTRY_STORE_URI.get()  # the configuration file, before the server starts
-        or os.environ.get(BACKEND_STORE_URI_ENV_VAR)
-        or ""
-    )
-    if registry.startswith("governed-"):
-        return registry.removeprefix("governed-")
-    raise MlflowException(
-        "the governance app needs --registry-store-uri governed-sqlite:///... or governed-postgresql://... "
-        f"(or {ev.MLGOV_AUTH_DATABASE_URI} for the user database)",
-        error_code=INVALID_PARAMETER_VALUE,
-    )
 
 
 def check_settings() -> str:
@@ -70,7 +49,7 @@ def check_settings() -> str:
             "`mlflow server --app-name governance` needs it in the environment)",
             error_code=INVALID_PARAMETER_VALUE,
         )
-    _auth_database_uri()
+    databases.auth_database_uri()
     ev.check_all()  # e.g. MLGOV_USER_LIST, MLGOV_DEFAULT_PERMISSION, MLGOV_SEPARATION_OF_DUTIES
     return password
 
@@ -88,7 +67,7 @@ def configure_basic_auth() -> None:
     ini.write_text(
         "[mlflow]\n"
         f"default_permission = {permission}\n"
-        f"database_uri = {_auth_database_uri()}\n"
+        f"database_uri = {databases.auth_database_uri()}\n"
         # Ours: basic-auth or the browser session, verified at most once per request and cached
         # per process under the stored hash (mlflow_governance.server.credentials).
         "authorization_function = mlflow_governance.server.credentials:authenticate_request\n",
@@ -110,15 +89,15 @@ def create_app():
     pages.register(flask_app, auth)
     users.register(flask_app)  # no SQL or password hash in the user routes' error messages
     permissions.restrict_user_list(auth)  # MLGOV_USER_LIST=admins
-    from mlflow_governance.server import databases, outage
+    from mlflow_governance.server import outage
 
     # GET /health/ready, and a database outage answered 503 naming the database on every route
     # (registered after the hooks above, so its after_request hook runs before theirs).
-    outage.register(flask_app, databases.from_environment())
-    from mlflow_governance import delivery
+    outage.register(flask_app, databases.from_environment(), page=pages.outage_page)
+    from mlflow_governance import delivery, notifications
 
     # Governance events to MLflow's webhooks, off the request path (a daemon thread per worker).
-    delivery.start_in_server(flask_app)
+    delivery.start_in_server(flask_app, notifications.default_sinks)
     app = auth.create_app(flask_app)
     from mlflow_governance.server.auth_state import remember_store_reads
 

@@ -69,7 +69,7 @@ class Counters:
 
 
 def _engine() -> sa.Engine:
-    from mlflow_governance.server.api import governed_store
+    from mlflow_governance.server.databases import governed_store
 
     return governed_store().engine
 

@@ -133,7 +133,7 @@ def _check(stored: str | None, password: str) -> bool:
 
 
 def _failures_engine() -> sa.Engine:
-    from mlflow_governance.server.api import governed_store
+    from mlflow_governance.server.databases import governed_store
 
     return governed_store().engine
 

@@ -37,6 +37,7 @@ import sqlalchemy as sa
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE, TEMPORARILY_UNAVAILABLE
 
+from mlflow_governance import environment_variables as ev
 from mlflow_governance.urls import scrub
 
 _log = logging.getLogger(__name__)
@@ -46,6 +47,43 @@ REGISTRY, TRACKING, USERS = "registry database", "tracking database", "user data
 PROBE_TIMEOUT = 3
 DATABASE_BACKENDS = ("sqlite", "postgresql", "mysql", "mssql")
 DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
+
+
+def auth_database_uri() -> str:
+    """The user database's URL: MLGOV_AUTH_DATABASE_URI, else the governed registry's database."""
+    explicit = ev.MLGOV_AUTH_DATABASE_URI.get()
+    if explicit:
+        return explicit
+    from mlflow.server.constants import BACKEND_STORE_URI_ENV_VAR, REGISTRY_STORE_URI_ENV_VAR
+
+    registry = (
+        os.environ.get(REGISTRY_STORE_URI_ENV_VAR)  # set by `mlflow server` for its workers
+        or ev.MLFLOW_REGISTRY_STORE_URI.get()  # the configuration file, before the server starts
+        or os.environ.get(BACKEND_STORE_URI_ENV_VAR)
+        or ""
+    )
+    if registry.startswith("governed-"):
+        return registry.removeprefix("governed-")
+    raise MlflowException(
+        "the governance app needs --registry-store-uri governed-sqlite:///... or governed-postgresql://... "
+        f"(or {ev.MLGOV_AUTH_DATABASE_URI} for the user database)",
+        error_code=INVALID_PARAMETER_VALUE,
+    )
+
+
+def governed_store():
+    """The server's registry store; it must be the governed one."""
+    from mlflow.server.handlers import _get_model_registry_store
+
+    from mlflow_governance.store import GovernedSqlAlchemyStore
+
+    store = _get_model_registry_store()
+    if not isinstance(store, GovernedSqlAlchemyStore):
+        raise MlflowException(
+            "this server's registry is not governed: start it with --registry-store-uri governed-...",
+            error_code=INVALID_PARAMETER_VALUE,
+        )
+    return store
 
 
 @dataclass(frozen=True)
@@ -122,11 +160,9 @@ def from_environment() -> list[Database]:
     from mlflow.server.constants import BACKEND_STORE_URI_ENV_VAR, REGISTRY_STORE_URI_ENV_VAR
 
     from mlflow_governance import environment_variables as ev
-    from mlflow_governance.server.app import _auth_database_uri
-
     registry = os.environ.get(REGISTRY_STORE_URI_ENV_VAR) or ev.MLFLOW_REGISTRY_STORE_URI.get() or ""
     backend = os.environ.get(BACKEND_STORE_URI_ENV_VAR) or ev.MLFLOW_BACKEND_STORE_URI.get()
-    return server_databases(registry, backend, _auth_database_uri())
+    return server_databases(registry, backend, auth_database_uri())
 
 
 def holding(databases: list[Database], setting: str) -> Database | None:

@@ -32,13 +32,14 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 from flask import Flask, Response, g, has_app_context, request
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
+from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, TEMPORARILY_UNAVAILABLE
 from sqlalchemy import event
 
 from mlflow_governance.errors import leaks_database_text
@@ -53,6 +54,8 @@ SOME_DATABASE = "database of the server"
 
 # The databases of this server process (`register`); the engine listener names failures by them.
 _DATABASES: list[dbs.Database] = []
+#: How an outage is shown on the approvals pages (`pages.outage_page`, given by `register`).
+_PAGE: list[Callable[[str], Response]] = []
 # Per ASGI request: the outages noted while it ran (a list, so the tasks and threads of the
 # request that inherit the context add to the same one).
 _ASGI_OUTAGES: ContextVar[list[Outage] | None] = ContextVar("mlgov_asgi_outages", default=None)
@@ -125,6 +128,16 @@ def database_failure(exc: BaseException) -> MlflowException | None:
     return (current() or Outage(dbs.REGISTRY)).exception()
 
 
+def client_error(exc: BaseException) -> MlflowException:
+    """A client-safe error for a database failure; the original goes to the server log."""
+    _log.error("governance request failed in the database", exc_info=exc)
+    cause = exc.__cause__ if isinstance(exc, MlflowException) else exc
+    unavailable = database_failure(cause)  # 503 naming the database that failed (registry, users)
+    if unavailable is not None:
+        return unavailable
+    return MlflowException("the registry database refused the request; see the server log", error_code=INTERNAL_ERROR)
+
+
 # --- readiness --------------------------------------------------------------------------------
 
 
@@ -165,14 +178,12 @@ def _json_503(message: str) -> Response:
 
 
 def _page_503(message: str) -> Response:
-    from mlflow_governance.server import pages
-
     try:
-        return pages.render_template("error.html", 503, code=503, title=pages.TITLES[503], message=message,
-                                     user=None, roles=[], links=[("Back to the inbox", pages.PAGE)], flashes=[])
+        if _PAGE:
+            return _PAGE[0](message)
     except Exception:  # noqa: BLE001 - the page must not fail on top of the outage
         _log.exception("rendering the outage page failed")
-        return Response(f"Temporarily unavailable (503): {message}\n", status=503, mimetype="text/plain")
+    return Response(f"Temporarily unavailable (503): {message}\n", status=503, mimetype="text/plain")
 
 
 def answer_outage(response: Response) -> Response:
@@ -295,9 +306,11 @@ class OutageGuard:
             await send(message)
 
 
-def register(app: Flask, databases: list[dbs.Database]) -> None:
-    """Add the readiness route, the engine listener and the Flask hook (``create_app``)."""
+def register(app: Flask, databases: list[dbs.Database], page: Callable[[str], Response] | None = None) -> None:
+    """Add the readiness route, the engine listener and the Flask hook (``create_app``); ``page``
+    renders an outage on the approvals pages (else they get a plain-text 503)."""
     _DATABASES[:] = databases
+    _PAGE[:] = [page] if page is not None else []
     if not event.contains(sa.engine.Engine, "handle_error", _on_database_error):
         event.listen(sa.engine.Engine, "handle_error", _on_database_error)
     app.add_url_rule(READY_PATH, endpoint="mlgov_ready", view_func=ready, methods=["GET"])

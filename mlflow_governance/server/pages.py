@@ -30,8 +30,9 @@ from werkzeug.exceptions import HTTPException
 
 from mlflow_governance import engine, tags, workflow
 from mlflow_governance.errors import GovernanceError, leaks_database_text
-from mlflow_governance.server import permissions
-from mlflow_governance.server.api import MAX_INT, current_user, governed_store, visible_tasks
+from mlflow_governance.server import outage, permissions
+from mlflow_governance.server.api import MAX_INT, current_user, visible_tasks
+from mlflow_governance.server.databases import governed_store
 
 _log = logging.getLogger(__name__)
 PAGE = "/governance/"
@@ -81,6 +82,12 @@ def render_template(name: str, http_status: int = 200, **context: Any) -> Respon
     return Response(html, status=http_status, mimetype="text/html")
 
 
+def outage_page(message: str) -> Response:
+    """The 503 page of a request whose database failed (`outage.answer_outage`)."""
+    return render_template("error.html", 503, code=503, title=TITLES[503], message=message, user=None, roles=[],
+                           links=[("Back to the inbox", PAGE)], flashes=[])
+
+
 def _error_page(status: int, message: str, links: list[tuple[str, str]] | None = None) -> Response:
     try:
         user = current_user()
@@ -95,12 +102,10 @@ def _error_page(status: int, message: str, links: list[tuple[str, str]] | None =
 
 def _safe(exc: MlflowException) -> MlflowException:
     """The exception to show: database failures become a client-safe message (as in the REST API)."""
-    from mlflow_governance.server.api import _database_failure
-
     if not isinstance(exc, GovernanceError) and (
         isinstance(exc.__cause__, sa.exc.SQLAlchemyError) or leaks_database_text(exc.message)
     ):
-        return _database_failure(exc)
+        return outage.client_error(exc)
     return exc
 
 
@@ -120,9 +125,7 @@ def html_errors(view: Callable[[], Response]) -> Callable[[], Response]:
         except HTTPException as exc:  # e.g. a request body too large to parse
             return _error_page(exc.code or 400, exc.description or exc.name)
         except sa.exc.SQLAlchemyError as exc:
-            from mlflow_governance.server.api import _database_failure
-
-            safe = _database_failure(exc)
+            safe = outage.client_error(exc)
             return _error_page(safe.get_http_status_code(), safe.message)
         except MlflowException as exc:
             safe = _safe(exc)
