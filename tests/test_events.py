@@ -28,9 +28,10 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.webhooks.types import EVENT_TO_PAYLOAD_CLASS
 
-from mlflow_governance import delivery, events, notifications
+from mlflow_governance import events
 from mlflow_governance import workflow as wf
 from mlflow_governance.client import GovernanceClient, governed_store
+from mlflow_governance.notifications import delivery, people
 from mlflow_governance.schema import event_deliveries
 from tests.cli_in_process import mlgov as mlgov_in_process
 from tests.conftest import ROLE_USER, USERS, acting, unique
@@ -185,7 +186,7 @@ def test_delivery_signed_once_in_order_and_kept_while_the_receiver_is_down(sqlit
     try:
         _webhook("versions", receiver.url, VERSION_EVENTS)
         _webhook("models", created.url, ["registered_model.created"])
-        deliverer = notifications.deliverer(store)
+        deliverer = people.deliverer(store)
         model = unique("deliver")
         v1 = walk_version_to(client, model, wf.APPROVED_FOR_VALIDATION, tmp_path)
         result = deliverer.run_once()
@@ -207,14 +208,14 @@ def test_delivery_signed_once_in_order_and_kept_while_the_receiver_is_down(sqlit
         assert time.monotonic() - start < 10  # the changes never waited for the receiver
         result = deliverer.run_once()
         assert result.delivered == 0 and result.failed == 1  # the oldest fails; the others wait behind it
-        status = notifications.delivery_status(store)
+        status = people.delivery_status(store)
         assert status["undelivered"] == 7 and status["undispatched"] == 0
         (target,) = status["targets"]
         assert target["name"] == "versions" and target["url"] == receiver.url and target["attempts"] == 1
         assert "Connection" in target["last_error"]
         _retry_due(store)
         assert deliverer.run_once().failed == 1
-        assert notifications.delivery_status(store)["targets"][0]["attempts"] == 2
+        assert people.delivery_status(store)["targets"][0]["attempts"] == 2
 
         # A receiver that answers 500 is retried the same way.
         receiver.status = 500
@@ -231,7 +232,7 @@ def test_delivery_signed_once_in_order_and_kept_while_the_receiver_is_down(sqlit
         assert after[-1].event == "model_version_alias.created"
         assert len({d.delivery_id for d in receiver.received()}) == len(receiver.received())
         rows = _deliveries(store)
-        assert all(r.state == "delivered" for r in rows) and notifications.delivery_status(store)["undelivered"] == 0
+        assert all(r.state == "delivered" for r in rows) and people.delivery_status(store)["undelivered"] == 0
         # The same delivery id on every attempt of a row (a receiver can drop a copy).
         retried = next(r for r in rows if r.attempts == 4)
         assert retried.delivery_id == after[0].delivery_id
@@ -261,16 +262,16 @@ def test_only_the_webhooks_of_the_moment_and_skipped_when_gone(sqlite_registry, 
         time.sleep(0.01)
         hook = _webhook("late", receiver.url, VERSION_EVENTS)
         _webhook("off", receiver.url, VERSION_EVENTS, status="DISABLED")
-        assert notifications.deliverer(store).run_once().delivered == 0  # older than the webhook: MLflow's rule
+        assert people.deliverer(store).run_once().delivered == 0  # older than the webhook: MLflow's rule
         step(client, model, v1)
         receiver.stop()
-        deliverer = notifications.deliverer(store)
+        deliverer = people.deliverer(store)
         assert deliverer.run_once().failed == 1
         MlflowClient().delete_webhook(hook.webhook_id)
         _retry_due(store)
         result = deliverer.run_once()
         assert (result.skipped, result.delivered) == (1, 0)
-        assert notifications.delivery_status(store)["undelivered"] == 0 and notifications.delivery_status(store)["skipped"] == 1
+        assert people.delivery_status(store)["undelivered"] == 0 and people.delivery_status(store)["skipped"] == 1
     finally:
         receiver.stop()
 
@@ -284,7 +285,7 @@ def test_two_deliverers_never_send_the_same_event_twice(sqlite_registry, webhook
         model = unique("race")
         walk_version_to(client, model, wf.READY_TO_USE, tmp_path)
         expected = [e["mlflow_payload"] for e in model_events(client, model) if e["mlflow_event"] in VERSION_EVENTS]
-        workers = [notifications.deliverer(store, worker=f"w{i}") for i in range(3)]
+        workers = [people.deliverer(store, worker=f"w{i}") for i in range(3)]
         threads = [threading.Thread(target=w.run_once) for w in workers]
         for t in threads:
             t.start()
@@ -536,4 +537,4 @@ def test_mlgov_events_deliver_clears_a_backlog_larger_than_one_pass(sqlite_regis
             client.initiate(unique("backlog"), "many models at once", "low")
     p = mlgov_in_process("events", "deliver", env={**os.environ, "MLGOV_USER": "admin"}, cwd=tmp_path)
     assert p.returncode == 0, p.stderr
-    assert notifications.delivery_status(governed_store())["undispatched"] == 0, p.stdout
+    assert people.delivery_status(governed_store())["undispatched"] == 0, p.stdout

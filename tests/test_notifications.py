@@ -25,9 +25,10 @@ import pytest
 import requests
 from mlflow.exceptions import MlflowException
 
-from mlflow_governance import contacts, events, notifications
+from mlflow_governance import events
 from mlflow_governance import workflow as wf
 from mlflow_governance.client import GovernanceClient, governed_store
+from mlflow_governance.notifications import contacts, people
 from mlflow_governance.rest_client import RestGovernance
 from tests.cli_in_process import mlgov as mlgov_in_process
 from tests.conftest import ROLE_USER, USERS, acting, free_port, unique
@@ -97,7 +98,7 @@ def rcpt(message) -> str:
 
 
 def event_id(message) -> int:
-    return int(message[notifications.EVENT_HEADER])
+    return int(message[people.EVENT_HEADER])
 
 
 class JsonHook:
@@ -179,7 +180,7 @@ def _expected(url: str, model: str) -> list[tuple[int, str]]:
     want = []
     for e in api(url, "olivia").events(0, 200, model):
         told = set()
-        if e["kind"] in notifications.WAITING_KINDS and e["waiting_for"]:
+        if e["kind"] in people.WAITING_KINDS and e["waiting_for"]:
             told.add(ROLE_USER[e["waiting_for"]])
         if e["kind"] == events.USABILITY_CHANGED and e["usability"] == wf.USABILITY_REJECT:
             told |= {ROLE_USER[wf.MODEL_OWNER], ROLE_USER[wf.MODEL_MONITOR]}
@@ -289,7 +290,7 @@ def test_a_mail_server_down_during_a_walk_delays_nothing_and_loses_nothing(peopl
         deadline = time.monotonic() + 30
         while True:
             status = admin.events_status()
-            people = [t for t in status["targets"] if t["sink"] == notifications.PERSON]
+            people = [t for t in status["targets"] if t["sink"] == people.PERSON]
             if people and all(t["last_error"] for t in people) and sum(t["undelivered"] for t in people) >= len(waiting):
                 break
             assert time.monotonic() < deadline, status
@@ -332,7 +333,7 @@ def test_notifications_list_and_test_are_the_admins(people_server, mail, hook):
     assert admin.test_notification("victor") == {"user": "victor", "contact": "victor@example.com", "ok": True,
                                                  "error": None}
     deadline = time.monotonic() + 10
-    while not any(str(m["Subject"]) == notifications.TEST_SUBJECT for m in mail.received()[before:]):
+    while not any(str(m["Subject"]) == people.TEST_SUBJECT for m in mail.received()[before:]):
         assert time.monotonic() < deadline
         time.sleep(0.2)
     # A contact nobody answers at: exit 1, one line naming the failure, the token never echoed.
@@ -421,7 +422,7 @@ def test_contacts_locally_are_the_admins_audited_and_masked(registry, tmp_path, 
         p = mlgov_in_process("events", "deliver", env={**os.environ, "MLGOV_USER": "admin"}, cwd=tmp_path)
         assert p.returncode == 0, p.stderr
         assert [rcpt(m) for m in server.about(model)] == ["adam"], p.stdout  # the candidacy waits for him
-        assert notifications.deliverer(store).run_once().delivered == 0
+        assert people.deliverer(store).run_once().delivered == 0
         assert len(server.about(model)) == 1
     finally:
         server.stop()

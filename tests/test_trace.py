@@ -22,7 +22,7 @@ import requests
 
 from mlflow_governance import workflow as wf
 from mlflow_governance.client import GovernanceClient
-from mlflow_governance.trace import ClientSources, TraceError, trace
+from mlflow_governance.evidence.trace import ClientSources, TraceError, trace
 from tests.conftest import free_port
 from tests.servers import mlflow_server
 from tests.test_governance_server import ADMIN_PASSWORD, server_env

@@ -74,7 +74,7 @@ def test_scrub_masks_urls_in_text_and_the_secrets_of_given_urls():
 
 def test_display_helpers_use_mask_url():
     from mlflow_governance.acquisition.databases import display_url as acquisition_display
-    from mlflow_governance.trace import display_url as trace_display
+    from mlflow_governance.evidence.trace import display_url as trace_display
 
     url = f"postgresql://erin:{SECRET}@db/airlines?password={SECRET}"
     for show in (acquisition_display, trace_display):

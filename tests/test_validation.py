@@ -177,7 +177,7 @@ def test_a_breach_blocks_the_submission_until_overridden(for_validation, march_p
     submit = GovernanceClient().audit(reg.model)[-1]
     assert submit["fields"]["validation_verdict"] == "override"
     assert "accepted by the model risk committee" in submit["comment"] and "quality.roc_auc=" in submit["comment"]
-    from mlflow_governance.factsheet import render_markdown
+    from mlflow_governance.evidence.factsheet import render_markdown
 
     sheet = render_markdown(GovernanceClient().status(reg.model), GovernanceClient().audit(reg.model))
     assert "override" in sheet and "accepted by the model risk committee" in sheet

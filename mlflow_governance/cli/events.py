@@ -73,7 +73,8 @@ def events_deliver(config_file: str | None, watch: bool) -> None:
     registry; a governance server delivers its own). Safe beside a server or another deliverer on the same database: each
     delivery is claimed by one of them. Exit 0; what is left is printed (and retried later)."""
     from mlflow_governance import environment_variables as ev
-    from mlflow_governance import notifications, settings
+    from mlflow_governance import settings
+    from mlflow_governance.notifications import people
 
     try:
         settings.load(config_file)
@@ -85,7 +86,7 @@ def events_deliver(config_file: str | None, watch: bool) -> None:
             f"{client.registry_uri} is a governance server: it delivers its events itself (see mlgov events status)",
             "INVALID_PARAMETER_VALUE",
         )
-    deliverer = notifications.deliverer(client.backend.store)
+    deliverer = people.deliverer(client.backend.store)
     while True:
         # One pass fans out at most a batch of events: go on while passes make progress, so a
         # backlog is delivered in one call (rows that failed wait for their retry time).
@@ -106,7 +107,7 @@ def events_deliver(config_file: str | None, watch: bool) -> None:
             time.sleep(ev.MLGOV_EVENTS_POLL_SECONDS.get())
         except KeyboardInterrupt:
             break
-    _print_status(notifications.delivery_status(client.backend.store))
+    _print_status(people.delivery_status(client.backend.store))
 
 
 def register(cli: click.Group) -> None:

@@ -41,7 +41,7 @@ def read_payload_row(url: str, request_id: str) -> dict[str, Any]:
     """The payload row of ``request_id`` (as `mlgov trace` reads it: the same messages and exit
     codes); exits 2/4/6 with one line when it cannot. A SQLite file that does not exist is
     reported as such (exit 6), not created."""
-    from mlflow_governance.trace import TraceError, read_prediction
+    from mlflow_governance.evidence.trace import TraceError, read_prediction
 
     try:
         return read_prediction(url, request_id)
@@ -154,8 +154,8 @@ def explain_command(request_id: str, payload_url: str | None, fmt: str) -> None:
     import logging
     import os
 
+    from mlflow_governance.evidence.trace import TraceError, normalise_request_id
     from mlflow_governance.sidecar import default_payload_url
-    from mlflow_governance.trace import TraceError, normalise_request_id
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # stderr: errors only
     logging.getLogger("mlflow").setLevel(logging.WARNING)

@@ -224,7 +224,7 @@ def factsheet(model: str, fmt: str, output: str | None, force: bool, payload_url
     writable (else exit 2, one line). The file is written to a temporary file and renamed.
     """
     from mlflow_governance import outputs
-    from mlflow_governance.factsheet import live_evidence, render_html, render_markdown
+    from mlflow_governance.evidence.factsheet import live_evidence, render_html, render_markdown
 
     if output is not None:
         outputs.check_output_path(output, force)

@@ -1,4 +1,4 @@
-"""``mlgov trace REQUEST_ID``: the evidence behind one served prediction (`mlflow_governance.trace`).
+"""``mlgov trace REQUEST_ID``: the evidence behind one served prediction (`mlflow_governance.evidence.trace`).
 
 Reads the scored row from the sidecar's payload database (``--payload-url``, default the
 sidecar's own default; against a governance server without ``--payload-url``, the server's trace
@@ -30,7 +30,7 @@ def reader_check(governance):
     other failure is left to the chain, which reports the link it could not follow."""
     from mlflow.exceptions import MlflowException
 
-    from mlflow_governance.trace import TraceError
+    from mlflow_governance.evidence.trace import TraceError
     from mlflow_governance.urls import scrub
 
     def authorize(model: str) -> None:
@@ -57,9 +57,15 @@ def reader_check(governance):
 def trace_command(request_id, payload_url, fmt, output, force):
     """Follow REQUEST_ID (a request id the sidecar returned) back to the people, evidence and data."""
     from mlflow_governance import outputs
+    from mlflow_governance.evidence.trace import (
+        ClientSources,
+        TraceError,
+        normalise_request_id,
+        render_html,
+        render_text,
+    )
+    from mlflow_governance.evidence.trace import trace as follow
     from mlflow_governance.sidecar import default_payload_url
-    from mlflow_governance.trace import ClientSources, TraceError, normalise_request_id, render_html, render_text
-    from mlflow_governance.trace import trace as follow
 
     try:
         request_id = normalise_request_id(request_id)

@@ -256,7 +256,7 @@ def audit_head(data):
 
 
 def factsheet(data):
-    from mlflow_governance.factsheet import render_html, render_markdown
+    from mlflow_governance.evidence.factsheet import render_html, render_markdown
 
     store = governed_store()
     model = _text(data, "model")
@@ -264,7 +264,7 @@ def factsheet(data):
     if fmt not in ("md", "html"):
         raise MlflowException("format must be md or html", error_code=INVALID_PARAMETER_VALUE)
     from mlflow_governance import environment_variables as ev
-    from mlflow_governance.factsheet import live_evidence
+    from mlflow_governance.evidence.factsheet import live_evidence
 
     payload_url = ev.MLGOV_PAYLOAD_URL.get()
     live = live_evidence(payload_url, model, trace_url=request.host_url.rstrip("/") + PREFIX + "/trace") \
@@ -306,9 +306,9 @@ class _ServerSources:
 
 
 def trace(data):
-    """The evidence behind one served prediction (`mlflow_governance.trace`); READ on its model."""
+    """The evidence behind one served prediction (`mlflow_governance.evidence.trace`); READ on its model."""
     from mlflow_governance import environment_variables as ev
-    from mlflow_governance import trace as tracing
+    from mlflow_governance.evidence import trace as tracing
 
     request_id = _text(data, "request_id")
     payload_url = ev.MLGOV_PAYLOAD_URL.get()
@@ -352,9 +352,9 @@ def event_list(data):
 
 def event_status(data):
     """How much of the outbox is undelivered (everyone); which webhooks fail and why (admins)."""
-    from mlflow_governance import notifications
+    from mlflow_governance.notifications import people
 
-    return notifications.delivery_status(governed_store(), details=permissions.is_admin())
+    return people.delivery_status(governed_store(), details=permissions.is_admin())
 
 
 def _require_user_exists(username: str) -> None:
@@ -383,8 +383,8 @@ def list_roles(data):
 
 
 def set_contact(data):
-    """Admin only, audited: a user's mail address or notification URL (`mlflow_governance.contacts`)."""
-    from mlflow_governance import contacts
+    """Admin only, audited: a user's mail address or notification URL (`mlflow_governance.notifications.contacts`)."""
+    from mlflow_governance.notifications import contacts
 
     username, store = _text(data, "username"), governed_store()
     if workflow.ADMIN in engine.roles_of(store, current_user()):
@@ -397,19 +397,19 @@ def notification_list(data):
     """Admin only: every user, their contact (a URL masked), roles and notification counts."""
     from mlflow.server.auth import store as auth_store
 
-    from mlflow_governance import notifications
+    from mlflow_governance.notifications import people
 
     store, user = governed_store(), current_user()
     known = [u.username for u in auth_store.list_users()] if permissions.is_admin() else []
-    return {"users": notifications.listing(store, user, known)}
+    return {"users": people.listing(store, user, known)}
 
 
 def notification_test(data):
     """Admin only: send a user a test message now; ``ok`` and the one-line failure."""
-    from mlflow_governance import notifications
+    from mlflow_governance.notifications import people
 
     username = _text(data, "username")
-    return notifications.send_test(governed_store(), current_user(), username)
+    return people.send_test(governed_store(), current_user(), username)
 
 
 # (path, method, handler, MLflow permission needed on the model named by ``model``): the whole

@@ -94,10 +94,10 @@ def create_app():
     # GET /health/ready, and a database outage answered 503 naming the database on every route
     # (registered after the hooks above, so its after_request hook runs before theirs).
     outage.register(flask_app, databases.from_environment(), page=pages.outage_page)
-    from mlflow_governance import delivery, notifications
+    from mlflow_governance.notifications import delivery, people
 
     # Governance events to MLflow's webhooks, off the request path (a daemon thread per worker).
-    delivery.start_in_server(flask_app, notifications.default_sinks)
+    delivery.start_in_server(flask_app, people.default_sinks)
     app = auth.create_app(flask_app)
     from mlflow_governance.server.auth_state import remember_store_reads
 

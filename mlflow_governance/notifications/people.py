@@ -1,6 +1,6 @@
 """Notifications to people: the governance events told to the users they concern, by mail or chat.
 
-Another sink (`PeopleSink`, ``person``) of the outbox `mlflow_governance.delivery` sends, beside
+Another sink (`PeopleSink`, ``person``) of the outbox `mlflow_governance.notifications.delivery` sends, beside
 MLflow's webhooks, so the same guarantees hold: one ``mlgov_event_delivery`` row per (event,
 user), made when the event is fanned out; sent in commit order per user, kept and retried with
 backoff while the mail server or the chat service fails (a change never waits for it), marked
@@ -12,7 +12,7 @@ Who is told (`recipients`):
   sent back, usability changed): every user who holds that role;
 * a usability reject (a monitor's or a person's): also every ModelOwner and ModelMonitor.
 
-A user is told through their contact (`mlflow_governance.contacts`), for the events committed
+A user is told through their contact (`mlflow_governance.notifications.contacts`), for the events committed
 after it was set: mail through the one mail server of ``MLGOV_SMTP_URL`` (sender
 ``MLGOV_SMTP_FROM``), or their own Apprise URL (Slack, Teams, a JSON webhook). A user with no
 contact, or with a mail address while no mail server is set, is not told (and ``mlgov
@@ -32,10 +32,11 @@ from urllib.parse import quote, unquote, urlencode, urlsplit
 
 import sqlalchemy as sa
 
-from mlflow_governance import contacts, delivery, events, roles, workflow
 from mlflow_governance import environment_variables as ev
-from mlflow_governance.delivery import PENDING, DeliveryFailed, TargetGone
+from mlflow_governance import events, roles, workflow
 from mlflow_governance.events import Event
+from mlflow_governance.notifications import contacts, delivery
+from mlflow_governance.notifications.delivery import PENDING, DeliveryFailed, TargetGone
 from mlflow_governance.schema import event_deliveries as deliveries
 
 log = logging.getLogger(__name__)

@@ -27,8 +27,8 @@ def live_evidence(payload_url: str, model: str, trace_url: str | None = None) ->
     ``trace_url``: the server's trace route, to link requests to (else the `mlgov trace` command)."""
     import sqlalchemy as sa
 
+    from mlflow_governance.evidence.trace import TraceError, open_payload_database
     from mlflow_governance.sidecar import schema
-    from mlflow_governance.trace import TraceError, open_payload_database
 
     try:
         engine = open_payload_database(payload_url)
@@ -57,7 +57,7 @@ def live_evidence(payload_url: str, model: str, trace_url: str | None = None) ->
 
 
 def _usability_history(history: list[dict[str, Any]]) -> list[list[str]]:
-    from mlflow_governance.trace import DECOMMISSIONED_FROM_READY, READY, usability_events
+    from mlflow_governance.evidence.trace import DECOMMISSIONED_FROM_READY, READY, usability_events
 
     labels = {READY: "accept (Ready to Use)", DECOMMISSIONED_FROM_READY: "decommissioned"}
     return [[_when(r["ts"]), str(r["version"]), labels.get(event, event), r["actor"], r.get("role") or "-",

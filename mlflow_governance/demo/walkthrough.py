@@ -140,7 +140,7 @@ def run(
     from mlflow_governance.acquisition.step import run_acquisition
     from mlflow_governance.client import GovernanceClient
     from mlflow_governance.deployment import record_from_sidecar
-    from mlflow_governance.factsheet import render_markdown
+    from mlflow_governance.evidence.factsheet import render_markdown
     from mlflow_governance.sidecar.process import SidecarProcess
     from mlflow_governance.training.develop import train
     from mlflow_governance.training.importer import import_model
@@ -370,7 +370,7 @@ def _serve_and_drift(workdir: Path, payload_url: str, experiments: dict[str, str
                      sidecar_env: Callable[[str], dict[str, str]], started: list[Any],
                      say: Callable[[str, str], None], note: Callable[[str], None]) -> dict[str, Any]:
     """The production sidecar as mona (the ModelMonitor): winter flights, then July flights until 423."""
-    from mlflow_governance.demo_serving import Traffic, flights
+    from mlflow_governance.demo.serving import Traffic, flights
     from mlflow_governance.sidecar.process import SidecarProcess
 
     # The monitor may use half a core here (default: a fifth): its first evaluation attaches
@@ -424,7 +424,7 @@ def _train_outside(workdir: Path, echo: Callable[[str], None]) -> Path:
     """Run the outside team's script in a process of its own, without MLflow's settings; the skops file."""
     import subprocess
 
-    from mlflow_governance.demo_serving import OUTSIDE_TRAINING
+    from mlflow_governance.demo.serving import OUTSIDE_TRAINING
 
     folder = workdir / "outside"
     folder.mkdir(exist_ok=True)

@@ -24,7 +24,7 @@ copy it gets when an answer was lost after it had processed the event (the one c
 cannot tell from a failure).
 
 The sinks are pluggable (`Sink`): MLflow's webhooks (`MlflowWebhookSink`, here), and the people
-each event concerns, by mail or chat (`mlflow_governance.notifications`, a row per event and
+each event concerns, by mail or chat (`mlflow_governance.notifications.people`, a row per event and
 user), over the same rows and with the same guarantees. This module knows sinks only by that
 protocol: the caller names them (`notifications.default_sinks` gives both), so the outbox does
 not import its sinks and the people's sink imports the outbox, never the other way round.
