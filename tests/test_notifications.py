@@ -290,13 +290,13 @@ def test_a_mail_server_down_during_a_walk_delays_nothing_and_loses_nothing(peopl
         deadline = time.monotonic() + 30
         while True:
             status = admin.events_status()
-            people = [t for t in status["targets"] if t["sink"] == people.PERSON]
-            if people and all(t["last_error"] for t in people) and sum(t["undelivered"] for t in people) >= len(waiting):
+            persons = [t for t in status["targets"] if t["sink"] == people.PERSON]
+            if persons and all(t["last_error"] for t in persons) and sum(t["undelivered"] for t in persons) >= len(waiting):
                 break
             assert time.monotonic() < deadline, status
             time.sleep(0.5)
         assert status["undelivered"] >= len(waiting)
-        assert all(t["url"].endswith("@example.com") or t["url"].startswith("json") for t in people)
+        assert all(t["url"].endswith("@example.com") or t["url"].startswith("json") for t in persons)
         listed = {r["user"]: r for r in admin.notifications()}
         for _, user in waiting:
             assert listed[user]["pending"] >= 1 and listed[user]["failed"] >= 1 and listed[user]["last_error"]
