@@ -30,7 +30,7 @@ setup(
         "gunicorn>=22",
         "prometheus-client>=0.20",
         "threadpoolctl>=3.1",
-        # explanations (mlflow_governance/explanations.py): KernelExplainer, TreeExplainer; tested with 0.51
+        # explanations (mlflow_governance/scoring/explanations.py): KernelExplainer, TreeExplainer; tested with 0.51
         "shap>=0.45,<0.52",
         "click>=8.1",
         "requests>=2.31",
@@ -50,11 +50,11 @@ setup(
     entry_points={
         "console_scripts": ["mlgov=mlflow_governance.cli.main:cli"],
         "mlflow.model_registry_store": [
-            "governed-sqlite=mlflow_governance.plugin:governed_store_builder",
-            "governed-postgresql=mlflow_governance.plugin:governed_store_builder",
-            "governed-mysql=mlflow_governance.plugin:governed_store_builder",
+            "governed-sqlite=mlflow_governance.core.plugin:governed_store_builder",
+            "governed-postgresql=mlflow_governance.core.plugin:governed_store_builder",
+            "governed-mysql=mlflow_governance.core.plugin:governed_store_builder",
         ],
         "mlflow.app": ["governance=mlflow_governance.server.app:create_app"],
-        "mlflow.app.client": ["governance=mlflow_governance.rest_client:RestGovernance"],
+        "mlflow.app.client": ["governance=mlflow_governance.client.rest:RestGovernance"],
     },
 )

@@ -116,7 +116,7 @@ def _child(approach: str, flights_url: str, airports_url: str, output: str, mont
         import pandas as pd
         import sqlalchemy as sa
 
-        from mlflow_governance.flights import airport_table_name, flight_table_name
+        from mlflow_governance.airline.flights import airport_table_name, flight_table_name
     else:
         from mlflow_governance.acquisition.pipeline import acquire
     rss_after_imports = _peak_rss_mb()

@@ -22,10 +22,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from mlflow_governance.flights import source_tables
+from mlflow_governance.airline.flights import source_tables
+from mlflow_governance.core.features import FEATURES
 from mlflow_governance.monitoring import Reference, Window, build_monitors, evaluate, parse_config
 from mlflow_governance.training import drift
-from mlflow_governance.training.data import FEATURES, feature_frame, label_rows, split
+from mlflow_governance.training.data import feature_frame, label_rows, split
 from mlflow_governance.training.pipeline import build_pipeline
 
 SEED = 42

@@ -20,9 +20,9 @@ from collections.abc import Callable
 from mlflow.entities.model_registry import RegisteredModelTag
 from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 
-from mlflow_governance import engine
-from mlflow_governance.plugin import governed_store_builder
-from mlflow_governance.store import GovernedSqlAlchemyStore
+from mlflow_governance.core import engine
+from mlflow_governance.core.plugin import governed_store_builder
+from mlflow_governance.core.store import GovernedSqlAlchemyStore
 
 
 def timed(fn: Callable[[int], object], n: int) -> float:

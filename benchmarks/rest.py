@@ -66,7 +66,7 @@ from pathlib import Path
 
 import requests
 
-from mlflow_governance import workflow as wf
+from mlflow_governance.core import workflow as wf
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent

@@ -98,7 +98,7 @@ def field_value(name: str, model: str, version: int | None) -> str:
 
 def walk(client, model: str, version: int | None) -> None:
     """Take the happy path from the current stage until there is none (each step as its role's user)."""
-    from mlflow_governance import workflow as wf
+    from mlflow_governance.core import workflow as wf
 
     scope = wf.VERSION_SCOPE if version is not None else wf.MODEL_SCOPE
     path = [r for r in wf.TRANSITIONS if r.action in (wf.APPROVE, wf.SUBMIT) and r.dest != r.source
@@ -120,9 +120,10 @@ def build_registry(workdir: Path) -> tuple[int, list[list]]:
     import pandas as pd
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    from mlflow_governance.client import GovernanceClient
-    from mlflow_governance.flights import source_tables
-    from mlflow_governance.training.data import FEATURES, label_rows, split
+    from mlflow_governance.airline.flights import source_tables
+    from mlflow_governance.client.governance import GovernanceClient
+    from mlflow_governance.core.features import FEATURES
+    from mlflow_governance.training.data import label_rows, split
     from mlflow_governance.training.pipeline import build_pipeline
     from mlflow_governance.training.register import development_run, publish
 
@@ -159,7 +160,7 @@ def build_registry(workdir: Path) -> tuple[int, list[list]]:
 def write_bodies(rows: list[list], size: int, path: Path) -> Path:
     """One request body per line, together covering the held-out flights once (realistic traffic
     for the production monitor, which evaluates it all along)."""
-    from mlflow_governance.training.data import FEATURES
+    from mlflow_governance.core.features import FEATURES
 
     with open(path, "w") as out:
         for start in range(0, len(rows) - size + 1, size):
@@ -240,7 +241,7 @@ class Governance:
 def governance_server(workdir: Path, timeout: float = 180) -> Iterator[Governance]:
     """``mlgov server`` (one worker) on the benchmark's SQLite registry, ready, with MONITOR and SCORER
     added as basic-auth users under random passwords; stopped (its process group) afterwards."""
-    from mlflow_governance.rest_client import RestGovernance
+    from mlflow_governance.client.rest import RestGovernance
 
     db = workdir / "mlflow.db"
     home = workdir / "governance-server"

@@ -22,7 +22,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, roc_auc_score
 from sklearn.pipeline import Pipeline
 
-from mlflow_governance.flights import parse_months, source_tables
+from mlflow_governance.airline.flights import parse_months, source_tables
 from mlflow_governance.training import drift
 from mlflow_governance.training.data import label_rows, split
 from mlflow_governance.training.search import candidates, run_search

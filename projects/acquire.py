@@ -12,7 +12,7 @@ Passwords never go in ``-P`` (MLflow records every ``-P`` value as a run paramet
 file runs): give ``flights_url``/``airports_url`` without one and set ``MLGOV_DB_PASSWORD_FLIGHTS``
 / ``MLGOV_DB_PASSWORD_AIRPORTS`` (or, for PostgreSQL, ``PGPASSWORD`` / ``~/.pgpass``) in the
 environment of ``mlflow run``. A URL with a password or a secret query value is refused (exit 2,
-one line) and erased from the run's recorded parameters (`mlflow_governance.project_secrets`).
+one line) and erased from the run's recorded parameters (`mlflow_governance.safe.project_secrets`).
 """
 
 from __future__ import annotations
@@ -28,12 +28,9 @@ import os
 import click
 
 from mlflow_governance.cli.acquisition import acquire_options, run_acquire
-from mlflow_governance.cli.common import GovernanceGroup
+from mlflow_governance.cli.mlproject import database_urls, entry_group
 
-
-@click.group(cls=GovernanceGroup)
-def entry() -> None:
-    """Error handling of the mlgov CLI: a message and a non-zero exit, no traceback."""
+entry = entry_group()
 
 
 @entry.command("acquire")
@@ -42,11 +39,8 @@ def entry() -> None:
               help="true: replace an existing output file (never a directory or a special file).")
 def acquire(**kwargs) -> None:
     """Acquire, profile and catalogue the training set."""
-    from mlflow_governance.project_secrets import refuse_secrets, with_password
-
-    refuse_secrets({"flights_url": kwargs["flights_url"], "airports_url": kwargs["airports_url"]}, entry="acquire")
-    kwargs["flights_url"] = with_password(kwargs["flights_url"], "flights")
-    kwargs["airports_url"] = with_password(kwargs["airports_url"], "airports")
+    urls = {"flights_url": kwargs["flights_url"], "airports_url": kwargs["airports_url"]}
+    kwargs.update(database_urls(urls, entry="acquire", passwords=tuple(urls)))
     if kwargs["output"] and not os.path.isabs(os.path.expanduser(kwargs["output"])):
         raise click.BadParameter(
             f"{kwargs['output']!r} is relative, but mlflow run executes in the project directory: "
@@ -57,6 +51,4 @@ def acquire(**kwargs) -> None:
 
 
 if __name__ == "__main__":
-    import sys
-
     entry(["acquire", *sys.argv[1:]], prog_name="projects/acquire.py")

@@ -5,7 +5,7 @@
 -P validation_data=PATH [-P wait_seconds=N]``
 
 Reads the model's governance status and runs whichever of ``acquire``, ``train``, ``validate``
-and ``monitor`` is due (`mlflow_governance.pipeline`), each as its own MLflow run; stops (exit 0)
+and ``monitor`` is due (`mlflow_governance.orchestration.pipeline`), each as its own MLflow run; stops (exit 0)
 where the next move belongs to a person, naming the role. Errors are one line and an exit code:
 2 bad input, 3 refused, 4 unknown model, or the failed step's own code.
 
@@ -14,7 +14,7 @@ run, as a run parameter): give the URLs without them and set ``MLGOV_DB_PASSWORD
 ``MLGOV_DB_PASSWORD_AIRPORTS`` and ``MLGOV_DB_PASSWORD_PAYLOAD`` (or, for PostgreSQL,
 ``PGPASSWORD`` / ``~/.pgpass``) in the environment; the stages inherit it. A URL with a password
 or a secret query value is refused (exit 2, one line) and erased from the pipeline run's recorded
-parameters (`mlflow_governance.project_secrets`), before any stage starts.
+parameters (`mlflow_governance.safe.project_secrets`), before any stage starts.
 """
 
 from __future__ import annotations
@@ -25,40 +25,31 @@ import sys
 # `mlflow run <checkout>` runs this file from that checkout: use its package, not another install.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-import argparse
 import math
 
 import click
 
-from mlflow_governance.cli.common import GovernanceGroup
-from mlflow_governance.pipeline import STEPS, PipelineParams, StepFailed, run_pipeline
-from mlflow_governance.project_secrets import refuse_secrets
+from mlflow_governance.cli.mlproject import EntryPoint, Param, bad_input, truth
+from mlflow_governance.orchestration.pipeline import STEPS, PipelineParams, StepFailed, run_pipeline
 
 PROJECT = pathlib.Path(__file__).resolve().parents[1]
-TRUE, FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off", ""}
 
-
-def bad_input(message: str) -> None:
-    click.echo(f"Error: {message}", err=True)
-    sys.exit(2)
+ENTRY = EntryPoint("pipeline", __doc__, [
+    Param("model"),
+    Param("flights_url", "", url=True),
+    Param("airports_url", "", url=True),
+    Param("validation_data", ""),
+    Param("validation_config", ""),
+    Param("payload_url", "", url=True),
+    Param("months", ",".join(str(m) for m in range(1, 13))),
+    Param("quick", "false", pass_as="flag"),
+    Param("wait_seconds", "0"),
+    *(Param(step.user_param, "", help=f"the {step.role}") for step in STEPS),
+], raw_description=True, bad_flag=bad_input)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True)
-    for name in ("flights-url", "airports-url", "validation-data", "validation-config", "payload-url"):
-        parser.add_argument(f"--{name}", default="")
-    parser.add_argument("--months", default=",".join(str(m) for m in range(1, 13)))
-    parser.add_argument("--quick", default="false")
-    parser.add_argument("--wait-seconds", default="0")
-    for step in STEPS:
-        parser.add_argument(f"--{step.user_param.replace('_', '-')}", default="", help=f"the {step.role}")
-    args = parser.parse_args(argv)
-    refuse_secrets({"flights_url": args.flights_url, "airports_url": args.airports_url,
-                    "payload_url": args.payload_url}, entry="pipeline")
-    quick = args.quick.strip().lower()
-    if quick not in TRUE | FALSE:
-        bad_input(f"quick must be true or false, not {args.quick!r}")
+    args = ENTRY.parse(argv)
     try:
         wait_seconds = float(args.wait_seconds)
     except ValueError:
@@ -68,15 +59,11 @@ def main(argv: list[str] | None = None) -> None:
     params = PipelineParams(
         model=args.model.strip(), flights_url=args.flights_url, airports_url=args.airports_url, months=args.months,
         validation_data=args.validation_data, validation_config=args.validation_config,
-        payload_url=args.payload_url, quick=quick in TRUE, wait_seconds=wait_seconds,
+        payload_url=args.payload_url, quick=truth(args.quick), wait_seconds=wait_seconds,
         users={step.user_param: getattr(args, step.user_param).strip() for step in STEPS},
     )
 
-    @click.group(cls=GovernanceGroup)
-    def cli() -> None:
-        """Error handling of the mlgov CLI: a message and a non-zero exit, no traceback."""
-
-    @cli.command("pipeline")
+    @click.command("pipeline")
     def pipeline() -> None:
         try:
             run_pipeline(params, str(PROJECT), echo=lambda line: click.echo(line))
@@ -84,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(exc.exit_code)
 
-    cli.main(["pipeline"], prog_name="mlflow run -e pipeline", standalone_mode=True)
+    ENTRY.run(["pipeline"], register=lambda group: group.add_command(pipeline))
 
 
 if __name__ == "__main__":

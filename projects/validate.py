@@ -15,45 +15,19 @@ import sys
 # `mlflow run <checkout>` runs this file from that checkout: use its package, not another install.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-import argparse
-
-import click
-
-from mlflow_governance.cli.common import GovernanceGroup
+from mlflow_governance.cli.mlproject import EntryPoint, Param
 from mlflow_governance.cli.validation import register
 
-TRUE, FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off", ""}
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--version", required=True)
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--config", default="")
-    parser.add_argument("--override-comment", default="")
-    parser.add_argument("--smoke-test", default="false")
-    parser.add_argument("--smoke-url", default="")
-    args = parser.parse_args(argv)
-    smoke_test = args.smoke_test.strip().lower()
-    if smoke_test not in TRUE | FALSE:
-        parser.error(f"smoke_test must be true or false, not {args.smoke_test!r}")
-
-    @click.group(cls=GovernanceGroup)
-    def cli() -> None:
-        pass
-
-    register(cli)
-    command = ["validate", "--model", args.model, "--version", args.version, "--data", args.data]
-    if args.config.strip():
-        command += ["--config", args.config]
-    if args.override_comment.strip():
-        command += ["--override-comment", args.override_comment]
-    if smoke_test in TRUE:
-        command.append("--smoke-test")
-    if args.smoke_url.strip():
-        command += ["--smoke-url", args.smoke_url.strip()]
-    cli.main(command, prog_name="mlflow run -e validate", standalone_mode=True)
+ENTRY = EntryPoint("validate", __doc__, [
+    Param("model"),
+    Param("version"),
+    Param("data"),
+    Param("config", "", pass_as="optional"),
+    Param("override_comment", "", pass_as="optional"),
+    Param("smoke_test", "false", pass_as="flag"),
+    Param("smoke_url", "", pass_as="optional", strip=True),
+], register=register)
+main = ENTRY.main
 
 
 if __name__ == "__main__":

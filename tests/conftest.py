@@ -262,7 +262,7 @@ def forget_engines(fragment: str) -> None:
     from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
 
-    from mlflow_governance.store import GovernedSqlAlchemyStore
+    from mlflow_governance.core.store import GovernedSqlAlchemyStore
 
     for cls in {RegistryStore, TrackingStore, GovernedSqlAlchemyStore}:
         engines = getattr(cls, "_engine_map", None) or {}
@@ -280,7 +280,7 @@ def pg_template(tmp_path_factory) -> Iterator[str]:
     per server). Tests of migrating an empty database (test_server_databases, the README) do not use it."""
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
 
-    from mlflow_governance.plugin import governed_store_builder
+    from mlflow_governance.core.plugin import governed_store_builder
 
     with new_pg_database("mlgov_template") as url:
         TrackingStore(url, str(tmp_path_factory.mktemp("pg-template-artifacts")))  # experiment 0's root
@@ -313,7 +313,7 @@ def sqlite_template(tmp_path_factory) -> Path:
     """A migrated MLflow + governance SQLite database, copied by `fresh_sqlite`."""
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
 
-    from mlflow_governance.plugin import governed_store_builder
+    from mlflow_governance.core.plugin import governed_store_builder
 
     path = tmp_path_factory.mktemp("template") / "mlflow.db"
     TrackingStore(f"sqlite:///{path}", str(path.parent / "artifacts"))
@@ -331,7 +331,7 @@ def fresh_sqlite(sqlite_template, tmp_path) -> Path:
 
 
 def _grant_all(registry_uri: str) -> None:
-    from mlflow_governance.client import GovernanceClient
+    from mlflow_governance.client.governance import GovernanceClient
 
     client = GovernanceClient(registry_uri)
     with acting("admin"):

@@ -17,13 +17,13 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from mlflow_governance import flights
 from mlflow_governance.acquisition import identifiers, quality
 from mlflow_governance.acquisition.dataset import parquet_digest, quiet_mlflow_data, training_dataset
 from mlflow_governance.acquisition.errors import AcquisitionError
 from mlflow_governance.acquisition.join import JoinSpec, output_schema
 from mlflow_governance.acquisition.pipeline import acquire
 from mlflow_governance.acquisition.sources import seed
+from mlflow_governance.airline import flights
 from tests.conftest import free_port
 from tests.plugins.acquisition_fixtures import SEEDED_MONTHS, expected_training_set
 

@@ -19,11 +19,11 @@ import pytest
 import sqlalchemy as sa
 from mlflow import MlflowClient
 
-from mlflow_governance import workflow as wf
 from mlflow_governance.acquisition import jdbc, quality, spark_engine
 from mlflow_governance.acquisition.dataset import parquet_digest
 from mlflow_governance.acquisition.errors import AcquisitionError
 from mlflow_governance.acquisition.join import JoinSpec
+from mlflow_governance.core import workflow as wf
 from tests.conftest import acting, free_port, unique
 from tests.plugins.acquisition_fixtures import expected_training_set
 from tests.test_acquisition_step import mlflow_run, model_in_data_acquisition, only_run, run_cli
@@ -206,7 +206,7 @@ def test_mlgov_acquire_engine_spark_refusals(spark, sqlite_registry, acquisition
     urls = ("--flights-url", acquisition_sources.sqlite_url, "--airports-url", acquisition_sources.pg_url, "--months", "1")
     name = unique("delay")
     with acting("olivia"):
-        from mlflow_governance.client import GovernanceClient
+        from mlflow_governance.client.governance import GovernanceClient
 
         GovernanceClient().initiate(name, use_case="delay prediction")
     r = run_cli("acquire", *urls, "--engine", "spark", "--model", name, user="erin")

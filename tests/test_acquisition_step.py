@@ -20,10 +20,10 @@ from click.testing import CliRunner
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from mlflow_governance import workflow as wf
 from mlflow_governance.cli.acquisition import register
 from mlflow_governance.cli.common import GovernanceGroup
-from mlflow_governance.client import GovernanceClient
+from mlflow_governance.client.governance import GovernanceClient
+from mlflow_governance.core import workflow as wf
 from tests.conftest import acting, unique
 from tests.plugins.acquisition_fixtures import expected_training_set
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import requests
 import yaml
 
-from mlflow_governance import workflow as wf
+from mlflow_governance.core import workflow as wf
 from tests.conftest import free_port, unique
 from tests.test_production_setup import model_files, production_server, publish_version, walk
 from tests.test_server_databases import password

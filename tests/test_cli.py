@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from mlflow_governance import workflow as wf
 from mlflow_governance.cli.main import cli
+from mlflow_governance.core import workflow as wf
 from tests.conftest import ROLE_USER, acting, unique
 
 MLGOV = str(Path(sys.executable).parent / "mlgov")

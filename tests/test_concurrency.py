@@ -9,14 +9,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 from mlflow.exceptions import MlflowException
 
-from mlflow_governance import workflow as wf
-from mlflow_governance.client import GovernanceClient
+from mlflow_governance.client.governance import GovernanceClient
+from mlflow_governance.core import workflow as wf
 from tests.conftest import ROLE_USER, acting, unique
 from tests.governance_helpers import initiate, walk_model_to
 
 SCRIPT = """
 import os, sys
-from mlflow_governance.client import GovernanceClient
+from mlflow_governance.client.governance import GovernanceClient
 client = GovernanceClient()
 ok = 0
 for i in range(int(sys.argv[2])):

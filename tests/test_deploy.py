@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import subprocess
 
-from mlflow_governance import workflow as wf
-from mlflow_governance.client import GovernanceClient
+from mlflow_governance.client.governance import GovernanceClient
+from mlflow_governance.core import workflow as wf
 from tests.cli_in_process import mlgov as mlgov_in_process
 from tests.conftest import acting, free_port
 from tests.governance_helpers import fields_for

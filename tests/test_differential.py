@@ -30,9 +30,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.store.entities.paged_list import PagedList
 from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 
-from mlflow_governance import schema
-from mlflow_governance.plugin import governed_store_builder
-from mlflow_governance.store import GovernedSqlAlchemyStore
+from mlflow_governance.core import schema
+from mlflow_governance.core.plugin import governed_store_builder
+from mlflow_governance.core.store import GovernedSqlAlchemyStore
 from tests.conftest import PG_ADMIN_URL, acting, forget_engines
 
 # --- names used by the sequence (each test starts from two empty registries, so they are fixed) -

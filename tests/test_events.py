@@ -28,11 +28,11 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.webhooks.types import EVENT_TO_PAYLOAD_CLASS
 
-from mlflow_governance import events
-from mlflow_governance import workflow as wf
-from mlflow_governance.client import GovernanceClient, governed_store
+from mlflow_governance.client.governance import GovernanceClient, governed_store
+from mlflow_governance.core import events
+from mlflow_governance.core import workflow as wf
+from mlflow_governance.core.schema import event_deliveries
 from mlflow_governance.notifications import delivery, people
-from mlflow_governance.schema import event_deliveries
 from tests.cli_in_process import mlgov as mlgov_in_process
 from tests.conftest import ROLE_USER, USERS, acting, unique
 from tests.governance_helpers import PATH, fields_for, new_version, step, walk_version_to
@@ -341,7 +341,7 @@ def events_server(tmp_path_factory, sqlite_template):
     env = {**server_env(), **WEBHOOK_ENV, "MLGOV_EVENTS_POLL_SECONDS": "1", "MLGOV_EVENTS_RETRY_SECONDS": "1",
            "MLGOV_EVENTS_RETRY_MAX_SECONDS": "2"}
     with mlflow_server(workdir, f"sqlite:///{db}", f"governed-sqlite:///{db}", app_name="governance", env=env) as url:
-        from mlflow_governance.rest_client import RestGovernance
+        from mlflow_governance.client.rest import RestGovernance
 
         admin = RestGovernance(url, "admin", ADMIN_PASSWORD)
         for user, role in USERS.items():
@@ -488,7 +488,7 @@ def test_a_receiver_down_during_a_walk_loses_nothing(events_server, receiver, tm
 def two_worker_server(tmp_path_factory, pg_template):
     """A governance server with two worker processes (two delivery threads) on PostgreSQL (a copy
     of the migrated template)."""
-    from mlflow_governance.rest_client import RestGovernance
+    from mlflow_governance.client.rest import RestGovernance
     from mlflow_governance.server.databases import migrate
     from tests.conftest import new_pg_database
 

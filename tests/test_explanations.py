@@ -18,13 +18,14 @@ import skops.io as sio
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from mlflow_governance import explanations
-from mlflow_governance import workflow as wf
 from mlflow_governance.cli.main import cli
-from mlflow_governance.client import GovernanceClient
-from mlflow_governance.scoring import DECISION_THRESHOLD
+from mlflow_governance.client.governance import GovernanceClient
+from mlflow_governance.core import workflow as wf
+from mlflow_governance.core.features import FEATURES
+from mlflow_governance.scoring import explanations
+from mlflow_governance.scoring.decision import DECISION_THRESHOLD
 from mlflow_governance.sidecar import schema
-from mlflow_governance.training.data import FEATURES, feature_frame, label_rows
+from mlflow_governance.training.data import feature_frame, label_rows
 from tests.cli_in_process import mlgov as mlgov_in_process
 from tests.conftest import acting, free_port
 from tests.test_sidecar import bad_bodies, wait_for_status
@@ -298,7 +299,7 @@ def outside_pipeline(parquet):
     from sklearn.preprocessing import KBinsDiscretizer, OneHotEncoder
     from sklearn.svm import LinearSVC
 
-    from mlflow_governance.training.data import CATEGORICAL_FEATURES
+    from mlflow_governance.core.features import CATEGORICAL_FEATURES
 
     data = label_rows(pd.read_parquet(parquet))
     binned = Pipeline([("impute", SimpleImputer(strategy="median")),
@@ -317,7 +318,7 @@ def outside_pipeline(parquet):
 
 def test_an_imported_outside_model_is_explained(approved_model, training_parquet, training_holdout, tmp_path,
                                                  training_cli):
-    from mlflow_governance.model_files import load_mlflow_sklearn
+    from mlflow_governance.safe.model_files import load_mlflow_sklearn
     from mlflow_governance.sidecar import payloads
     from mlflow_governance.sidecar.bodies import columns_from_mlmodel
 

@@ -13,9 +13,9 @@ import pytest
 import requests
 from mlflow.exceptions import MlflowException
 
-from mlflow_governance import workflow as wf
-from mlflow_governance.client import GovernanceClient
-from mlflow_governance.rest_client import RestGovernance
+from mlflow_governance.client.governance import GovernanceClient
+from mlflow_governance.client.rest import RestGovernance
+from mlflow_governance.core import workflow as wf
 from tests.cli_in_process import mlgov as mlgov_in_process
 from tests.conftest import USERS, new_pg_database, unique
 from tests.governance_helpers import PATH, fields_for
@@ -351,7 +351,7 @@ def test_model_at_a_glance_and_the_owners_review_after_a_usability_reject(govern
 
 def test_monitor_configuration_over_rest(governance_server):
     """`GovernanceClient.set_monitors` against the server: checked, canonical, audited, role-gated."""
-    from mlflow_governance.monitoring.config import parse_config
+    from mlflow_governance.core.monitor_config import parse_config
 
     url = governance_server
     model = unique("mon")

@@ -7,8 +7,8 @@ import sqlalchemy as sa
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from mlflow_governance import workflow as wf
-from mlflow_governance.client import GovernanceClient
+from mlflow_governance.client.governance import GovernanceClient
+from mlflow_governance.core import workflow as wf
 from tests.conftest import ROLE_USER, USERS, acting, unique
 from tests.governance_helpers import PATH, fields_for, initiate, new_version, step, walk_model_to, walk_version_to
 
@@ -511,7 +511,7 @@ def test_bad_values_keys_and_copies_are_refused_cleanly(registry, tmp_path):
 
 def test_rewritten_chain_is_caught_by_an_anchor_or_a_key(sqlite_registry, monkeypatch):
     """Someone with database access recomputes every hash: an external anchor or an HMAC key catches it."""
-    from mlflow_governance import audit as audit_mod
+    from mlflow_governance.core import audit as audit_mod
 
     client = GovernanceClient()
     model = unique("anchor")

@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlflow_governance import html_safety
-from mlflow_governance.html_safety import safe_report_html
+from mlflow_governance.safe import html as html_safety
+from mlflow_governance.safe.html import safe_report_html
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 needs_browser = pytest.mark.skipif(
@@ -322,9 +322,9 @@ def test_acquisition_profile_runs_no_script_from_the_source_data(kind, chrome, t
 def drift_pages():
     """evidently's drift report (unpatched and as `DriftMonitor.evidently_html` returns it) on a
     window of scored rows holding the payloads, for each payload kind."""
+    from mlflow_governance.core.monitor_config import DriftConfig
     from mlflow_governance.monitoring import drift as drifting
     from mlflow_governance.monitoring.base import Reference, Window
-    from mlflow_governance.monitoring.config import DriftConfig
 
     rng = np.random.default_rng(7)
     rows = 200

@@ -8,10 +8,10 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import ErrorCode
 
-from mlflow_governance import effects
-from mlflow_governance import workflow as wf
-from mlflow_governance.client import GovernanceClient
-from mlflow_governance.errors import ERROR_CODES
+from mlflow_governance.client.governance import GovernanceClient
+from mlflow_governance.core import effects
+from mlflow_governance.core import workflow as wf
+from mlflow_governance.core.errors import ERROR_CODES
 from tests.conftest import ROLE_USER, USERS, acting, unique
 from tests.governance_helpers import PATH, fields_for, initiate, new_version, step, walk_model_to
 

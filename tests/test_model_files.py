@@ -1,4 +1,4 @@
-"""The model-loading policy (`mlflow_governance.model_files`), against the security review's findings.
+"""The model-loading policy (`mlflow_governance.safe.model_files`), against the security review's findings.
 
 1. A skops file whose fitted model carries a ``numpy.lib._datasource.DataSource`` deleted a
    victim directory when imported (DataSource.__del__ calls shutil.rmtree): it is now refused
@@ -37,7 +37,7 @@ from numpy.lib._datasource import DataSource
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from mlflow_governance import model_files as mf
+from mlflow_governance.safe import model_files as mf
 from mlflow_governance.training import importer
 from mlflow_governance.training.importer import load_outside_model
 from mlflow_governance.training.pipeline import build_pipeline, trusted_types

@@ -12,8 +12,8 @@ import shutil
 import pytest
 import requests
 
-from mlflow_governance import workflow as wf
-from mlflow_governance.rest_client import RestGovernance
+from mlflow_governance.client.rest import RestGovernance
+from mlflow_governance.core import workflow as wf
 from mlflow_governance.server import api
 from tests.conftest import USERS, unique
 from tests.servers import mlflow_server
@@ -73,17 +73,32 @@ def test_mlflow_itself_refuses_the_denied_users(server):
         assert call(url, user, "GET", "/api/2.0/mlflow/registered-models/get", {"name": other}).status_code == 200
 
 
-# Every route of the table that names a model, with a body that reaches it.
+# Every route of the table whose rule needs MLflow's permission on the model the request names,
+# with a body that reaches it.
 MODEL_ROUTES = [
     (path, method, {
         "/models/transition": {"action": "approve"},
         "/models/may": {"action": "approve"},
         "/models/set-field": {"name": "training_data_asset", "value": "file:///x.parquet"},
         "/factsheet": {"format": "md"},
+        "/models/initiate": {"use_case": "take it over"},
     }.get(path, {}))
-    for path, method, _handler, needs in api.ROUTES
-    if needs is not None
-] + [("/models/initiate", "POST", {"use_case": "take it over"})]
+    for path, method, _handler, rule in api.ROUTES
+    if rule.model_permission is not None
+]
+
+
+def test_every_route_names_its_rule():
+    """The table is total: each route's rule is one of the declared rules, none left to a comment."""
+    rules = {api.SIGNED_IN, api.READ_MODEL, api.EDIT_MODEL, api.EDIT_EXISTING, api.READABLE_MODELS,
+             api.ONLY_READABLE, api.READ_TRACED_MODEL}
+    for path, _method, _handler, rule in api.ROUTES:
+        assert isinstance(rule, api.Rule) and (rule in rules or rule.name.startswith("ADMIN:")), path
+    by_name = {path: rule.name for path, _method, _handler, rule in api.ROUTES}
+    assert by_name["/models/initiate"] == "EDIT_EXISTING" and by_name["/models/may"] == "READ"
+    assert {p for p, n in by_name.items() if n.startswith("ADMIN:")} == {
+        "/roles/grant", "/roles/revoke", "/roles/list", "/users/contact", "/notifications", "/notifications/test"}
+    assert len(MODEL_ROUTES) == 10, [r[0] for r in MODEL_ROUTES]
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)

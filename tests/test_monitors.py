@@ -14,7 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlflow_governance.flights import source_tables
+from mlflow_governance.airline.flights import source_tables
+from mlflow_governance.core.features import CATEGORICAL_FEATURES, FEATURES
+from mlflow_governance.core.monitor_config import DEFAULT_DRIFT_FEATURES, STATTESTS, DriftConfig
 from mlflow_governance.monitoring import (
     BREACH,
     INSUFFICIENT,
@@ -28,13 +30,12 @@ from mlflow_governance.monitoring import (
     load_config,
     parse_config,
 )
-from mlflow_governance.monitoring.config import DEFAULT_DRIFT_FEATURES, STATTESTS, DriftConfig
 from mlflow_governance.monitoring.drift import FAST_TESTS, DriftMonitor
 from mlflow_governance.monitoring.estimated_accuracy import EstimatedAccuracyMonitor
 from mlflow_governance.monitoring.fairness import FairnessMonitor
 from mlflow_governance.monitoring.quality import QualityMonitor
 from mlflow_governance.training import drift as drift_model
-from mlflow_governance.training.data import CATEGORICAL_FEATURES, FEATURES, feature_frame, label_rows, split
+from mlflow_governance.training.data import feature_frame, label_rows, split
 from mlflow_governance.training.pipeline import build_pipeline
 
 SEED = 42

@@ -25,11 +25,11 @@ import pytest
 import requests
 from mlflow.exceptions import MlflowException
 
-from mlflow_governance import events
-from mlflow_governance import workflow as wf
-from mlflow_governance.client import GovernanceClient, governed_store
+from mlflow_governance.client.governance import GovernanceClient, governed_store
+from mlflow_governance.client.rest import RestGovernance
+from mlflow_governance.core import events
+from mlflow_governance.core import workflow as wf
 from mlflow_governance.notifications import contacts, people
-from mlflow_governance.rest_client import RestGovernance
 from tests.cli_in_process import mlgov as mlgov_in_process
 from tests.conftest import ROLE_USER, USERS, acting, free_port, unique
 from tests.governance_helpers import PATH, fields_for, walk_version_to

@@ -1,7 +1,7 @@
 """Security review finding 6: ``--output`` never silently replaces a file, never writes into a
 directory or a special file, and an unwritable path is one ``Error:`` line (exit 2), not a traceback.
 
-The rule lives in `mlflow_governance.outputs`; ``mlgov acquire``, ``mlgov factsheet`` and the
+The rule lives in `mlflow_governance.safe.outputs`; ``mlgov acquire``, ``mlgov factsheet`` and the
 ``acquire`` MLproject entry point all use it, and it is checked before any work: no database is
 read and no MLflow run or experiment is created for a refused output.
 """
@@ -18,9 +18,9 @@ import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
-from mlflow_governance import outputs
 from mlflow_governance.cli.main import cli
-from mlflow_governance.client import GovernanceClient
+from mlflow_governance.client.governance import GovernanceClient
+from mlflow_governance.safe import outputs
 from tests.conftest import acting, free_port, unique
 
 REPO = Path(__file__).resolve().parents[1]

@@ -21,9 +21,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from mlflow_governance.core.features import CATEGORICAL_FEATURES, FEATURES
 from mlflow_governance.sidecar import payloads, schema, watch
 from mlflow_governance.sidecar.payloads import FeedbackConflict, PayloadsUnavailable, PayloadWriter, Scored
-from mlflow_governance.training.data import CATEGORICAL_FEATURES, FEATURES
 from tests.conftest import PG_ADMIN_URL
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -523,8 +523,8 @@ def test_the_window_counts_callers_and_current_labellers(sqlite_url, writer_fact
 
 def log_traffic(writer: PayloadWriter, reg, frame: pd.DataFrame, caller: str) -> tuple[list[str], np.ndarray]:
     """Score ``frame`` with the registered version and hand it to ``writer`` as the workers do."""
-    from mlflow_governance.model_files import load_mlflow_sklearn
-    from mlflow_governance.scoring import score
+    from mlflow_governance.safe.model_files import load_mlflow_sklearn
+    from mlflow_governance.scoring.decision import score
     from mlflow_governance.training.data import feature_frame
 
     model, _ = load_mlflow_sklearn(reg.model_uri, Path(os.environ.get("TMPDIR", "/tmp")) / uuid.uuid4().hex)
@@ -550,8 +550,8 @@ def monitored(production_registry, winter_flights, sqlite_url, writer_factory, m
 def test_forged_labels_that_turn_the_model_red_are_named_in_the_reject(monitored, sqlite_url):
     """Found: one /feedback with the opposite of the true labels turned the production model red,
     and nothing said who sent them."""
-    from mlflow_governance import workflow as wf
-    from mlflow_governance.client import GovernanceClient
+    from mlflow_governance.client.governance import GovernanceClient
+    from mlflow_governance.core import workflow as wf
     from tests.conftest import acting
 
     reg, w, sample, ids, _ = monitored

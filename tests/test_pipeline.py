@@ -23,9 +23,9 @@ import sqlalchemy as sa
 import yaml
 from mlflow import MlflowClient
 
-from mlflow_governance import pipeline
-from mlflow_governance import workflow as wf
-from mlflow_governance.client import GovernanceClient
+from mlflow_governance.client.governance import GovernanceClient
+from mlflow_governance.core import workflow as wf
+from mlflow_governance.orchestration import pipeline
 from mlflow_governance.sidecar import schema
 from tests.conftest import acting, unique
 from tests.governance_helpers import new_version, step, walk_model_to, walk_version_to
@@ -97,7 +97,7 @@ def performed(client: GovernanceClient, name: str, from_stage: str) -> list[tupl
 @pytest.fixture
 def validation_files(tmp_path) -> tuple[Path, Path]:
     """3,000 March flights (months the training never sees), and lenient monitor thresholds."""
-    from mlflow_governance.flights import source_tables
+    from mlflow_governance.airline.flights import source_tables
 
     flights, airports = source_tables([3])
     data = tmp_path / "march.parquet"
@@ -285,7 +285,7 @@ def test_a_step_that_does_not_move_the_stage_is_an_error(sqlite_registry, tmp_pa
 def test_against_a_governance_server_the_pipeline_acts_only_as_the_signed_in_user(acquisition_sources, tmp_path,
                                                                                    sqlite_template):
     """Several people: refused in one line (exit 3) before any sub-run; one person: their steps run."""
-    from mlflow_governance.rest_client import RestGovernance
+    from mlflow_governance.client.rest import RestGovernance
     from tests.servers import mlflow_server
 
     admin_password = "admin-" + os.urandom(8).hex()

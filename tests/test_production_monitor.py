@@ -23,13 +23,14 @@ import pytest
 import sqlalchemy as sa
 from mlflow import MlflowClient
 
-from mlflow_governance import workflow as wf
-from mlflow_governance.client import GovernanceClient
-from mlflow_governance.model_files import load_mlflow_sklearn
-from mlflow_governance.scoring import score
+from mlflow_governance.client.governance import GovernanceClient
+from mlflow_governance.core import workflow as wf
+from mlflow_governance.core.features import FEATURES
+from mlflow_governance.safe.model_files import load_mlflow_sklearn
+from mlflow_governance.scoring.decision import score
 from mlflow_governance.sidecar import schema
 from mlflow_governance.sidecar.watch import POLL_SECONDS, Watcher, read_window
-from mlflow_governance.training.data import FEATURES, feature_frame
+from mlflow_governance.training.data import feature_frame
 from tests.conftest import acting
 from tests.plugins.training_fixtures import REPO
 

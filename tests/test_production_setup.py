@@ -36,8 +36,8 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from mlflow_governance import workflow as wf
-from mlflow_governance.rest_client import RestGovernance
+from mlflow_governance.client.rest import RestGovernance
+from mlflow_governance.core import workflow as wf
 from mlflow_governance.sidecar import schema
 from tests.conftest import USERS, free_port, new_pg_database, unique
 from tests.governance_helpers import PATH, fields_for

@@ -7,9 +7,9 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
-from mlflow_governance import workflow as wf
 from mlflow_governance.cli.main import cli
-from mlflow_governance.client import GovernanceClient
+from mlflow_governance.client.governance import GovernanceClient
+from mlflow_governance.core import workflow as wf
 from tests.conftest import ROLE_USER, _grant_all, acting, new_pg_database, unique
 from tests.governance_helpers import step, walk_model_to, walk_version_to
 

@@ -7,8 +7,8 @@ import requests
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from mlflow_governance import workflow as wf
-from mlflow_governance.client import GovernanceClient
+from mlflow_governance.client.governance import GovernanceClient
+from mlflow_governance.core import workflow as wf
 from tests.conftest import unique
 from tests.governance_helpers import walk_version_to
 from tests.servers import mlflow_server

@@ -28,9 +28,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from mlflow_governance import workflow as wf
-from mlflow_governance.errors import leaks_database_text
-from mlflow_governance.rest_client import RestGovernance
+from mlflow_governance.client.rest import RestGovernance
+from mlflow_governance.core import workflow as wf
+from mlflow_governance.core.errors import leaks_database_text
 from mlflow_governance.server import databases, outage
 from tests.cli_in_process import mlgov as mlgov_in_process
 from tests.conftest import PG_ADMIN_URL, free_port, unique

@@ -1,4 +1,4 @@
-"""Settings are declared once (mlflow_governance/environment_variables.py); everything else follows.
+"""Settings are declared once (mlflow_governance/core/environment_variables.py); everything else follows.
 
 The checked-in example file and the README table are generated from the declarations, every
 ``MLGOV_`` name the code or docs mention is declared, malformed values are refused naming the
@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from mlflow.exceptions import MlflowException
 
-from mlflow_governance import config, settings
-from mlflow_governance import environment_variables as ev
+from mlflow_governance.core import config, settings
+from mlflow_governance.core import environment_variables as ev
 from mlflow_governance.server import guard, permissions
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,7 +48,7 @@ def _no_settings(monkeypatch):
 
 def test_example_file_is_generated_from_the_declarations():
     assert (REPO / "governance.env.example").read_text(encoding="utf-8") == settings.example(), (
-        "run: python -m mlflow_governance.settings --write"
+        "run: python -m mlflow_governance.core.settings --write"
     )
 
 
@@ -57,7 +57,7 @@ def test_readme_table_is_generated_from_the_declarations():
     assert readme.count(settings.TABLE_START) == 1 and readme.count(settings.TABLE_END) == 1
     assert readme.index(settings.TABLE_START) > readme.index("### Configuration")
     assert settings.readme_table_region(readme) == settings.readme_table(), (
-        "run: python -m mlflow_governance.settings --write"
+        "run: python -m mlflow_governance.core.settings --write"
     )
     assert settings.main(["--check"]) == 0
 
@@ -98,7 +98,7 @@ def test_every_mlgov_name_in_the_code_is_declared():
             used.setdefault(name, path.relative_to(REPO))
     assert used, "the regex found nothing"
     undeclared = {name: str(where) for name, where in used.items() if name not in ev.BY_NAME}
-    assert not undeclared, f"declare these in mlflow_governance/environment_variables.py: {undeclared}"
+    assert not undeclared, f"declare these in mlflow_governance/core/environment_variables.py: {undeclared}"
 
 
 def test_every_mlgov_name_in_the_docs_is_declared():
@@ -110,8 +110,8 @@ def test_every_mlgov_name_in_the_docs_is_declared():
 def test_the_readers_go_through_the_declarations():
     """No governance setting is read with os.environ and a literal name in the modules that own them."""
     direct = re.compile(r"""os\.environ(?:\.get|\.setdefault|\.pop)?\s*[\[(]\s*["']((?:MLGOV|MLFLOW)_\w+)""")
-    files = ["config.py", "settings.py", "identity.py", "server/app.py", "server/guard.py",
-             "server/permissions.py", "cli/server.py"]
+    files = ["core/config.py", "core/settings.py", "core/identity.py", "client/governance.py", "client/rest.py",
+             "server/app.py", "server/guard.py", "server/permissions.py", "cli/server.py"]
     found = {f: direct.findall((PACKAGE / f).read_text(encoding="utf-8")) for f in files}
     assert not {f: names for f, names in found.items() if names}
 

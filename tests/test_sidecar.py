@@ -20,8 +20,8 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from mlflow_governance import workflow as wf
-from mlflow_governance.client import GovernanceClient
+from mlflow_governance.client.governance import GovernanceClient
+from mlflow_governance.core import workflow as wf
 from mlflow_governance.sidecar import schema
 from tests.conftest import acting
 from tests.test_sidecar_support import (
@@ -67,8 +67,8 @@ def rows(winter_flights):
 
 
 def expected_scores(registry, frame, monkeypatch, tmp_path):
-    from mlflow_governance.model_files import load_mlflow_sklearn
-    from mlflow_governance.scoring import score
+    from mlflow_governance.safe.model_files import load_mlflow_sklearn
+    from mlflow_governance.scoring.decision import score
     from mlflow_governance.training.data import feature_frame
 
     for key, value in registry.env().items():

@@ -20,7 +20,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from mlflow_governance import workflow as wf
+from mlflow_governance.core import workflow as wf
 from mlflow_governance.sidecar.access import NO_AUTH_HEADER
 from tests.conftest import new_pg_database, unique
 from tests.test_production_setup import model_files, production_server, publish_version, walk

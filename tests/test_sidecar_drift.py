@@ -17,8 +17,8 @@ import time
 import requests
 import sqlalchemy as sa
 
-from mlflow_governance import workflow as wf
-from mlflow_governance.client import GovernanceClient
+from mlflow_governance.client.governance import GovernanceClient
+from mlflow_governance.core import workflow as wf
 from mlflow_governance.sidecar import schema
 from tests.conftest import acting
 from tests.test_sidecar_support import copy_registry, eventually, feature_rows, records, run_sidecar, sidecar_env

@@ -20,7 +20,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from mlflow_governance.rest_client import RestGovernance
+from mlflow_governance.client.rest import RestGovernance
 from mlflow_governance.sidecar import schema
 from tests.conftest import PG_ADMIN_URL
 from tests.servers import mlflow_server

@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from mlflow import MlflowClient
 
-from mlflow_governance import workflow as wf
-from mlflow_governance.client import GovernanceClient
+from mlflow_governance.client.governance import GovernanceClient
+from mlflow_governance.core import workflow as wf
 from mlflow_governance.sidecar import schema
 from tests.conftest import ROLE_USER, acting
 from tests.governance_helpers import PATH, fields_for

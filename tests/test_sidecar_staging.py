@@ -8,8 +8,8 @@ import subprocess
 import pytest
 import sqlalchemy as sa
 
-from mlflow_governance import workflow as wf
-from mlflow_governance.client import GovernanceClient
+from mlflow_governance.client.governance import GovernanceClient
+from mlflow_governance.core import workflow as wf
 from mlflow_governance.sidecar import schema
 from tests.conftest import acting, free_port
 from tests.plugins.training_fixtures import _env

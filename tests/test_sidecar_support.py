@@ -143,7 +143,8 @@ def serve_once(workdir: Path, env: dict[str, str], *args: str, timeout: float = 
 
 
 def feature_rows(flights: pd.DataFrame) -> pd.DataFrame:
-    from mlflow_governance.training.data import FEATURES, feature_frame
+    from mlflow_governance.core.features import FEATURES
+    from mlflow_governance.training.data import feature_frame
 
     return feature_frame(flights)[list(FEATURES)]
 

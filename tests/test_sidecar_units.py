@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from mlflow_governance import workflow as wf
+from mlflow_governance.core import workflow as wf
+from mlflow_governance.core.features import FEATURES
 from mlflow_governance.sidecar import ServeOptions, bodies, gate, payloads, schema
-from mlflow_governance.training.data import FEATURES, feature_frame
+from mlflow_governance.training.data import feature_frame
 
 SIGNATURE = {"signature": {"inputs": json.dumps(
     [{"type": "long", "name": c, "required": True} for c in ("MONTH", "DAY", "DAY_OF_WEEK", "SCHEDULED_HOUR")]
@@ -342,7 +343,8 @@ class CountingModel:
 
 
 def test_micro_batching_gives_each_request_its_own_rows():
-    from mlflow_governance.sidecar.app import MicroBatcher, ServedModel
+    from mlflow_governance.sidecar.batching import MicroBatcher
+    from mlflow_governance.sidecar.models import ServedModel
 
     model = CountingModel()
     served = ServedModel(1, model, COLUMNS)
@@ -380,7 +382,7 @@ def test_micro_batching_gives_each_request_its_own_rows():
 def test_request_ids_are_unique_time_ordered_uuids():
     import uuid
 
-    from mlflow_governance.sidecar.app import request_ids
+    from mlflow_governance.sidecar.ids import request_ids
 
     first = request_ids(500)
     time.sleep(0.002)
@@ -410,3 +412,73 @@ def test_a_worker_leaves_a_new_connection_to_a_live_worker_with_fewer():
     assert not worker.fewer_elsewhere(table, 1, 5, now)  # the other stopped refreshing: not live
     put(3, 0, 0, now)
     assert not worker.fewer_elsewhere(table, 1, 5, now)  # a forgotten slot (pid 0) is nobody
+
+
+# --- mlgov serve's options -----------------------------------------------------------------------
+
+
+def serve_arguments(monkeypatch, *args: str) -> dict:
+    """What ``mlgov serve --model m ARGS`` hands its callback (replaced: nothing is served)."""
+    from click.testing import CliRunner
+
+    from mlflow_governance.cli import serving
+
+    seen: dict = {}
+    monkeypatch.setattr(serving.serve_command, "callback", lambda **kwargs: seen.update(kwargs))
+    result = CliRunner().invoke(serving.serve_command, ["--model", "m", *args])
+    assert result.exit_code == 0, result.output
+    return seen
+
+
+def test_serve_payload_url_defaults_to_mlgov_payload_url_and_the_option_wins(monkeypatch):
+    url = "postgresql://mlgov:s3cret@db.example/payloads"
+    monkeypatch.delenv("MLGOV_PAYLOAD_URL", raising=False)
+    assert serve_arguments(monkeypatch)["payload_url"] is None  # the sidecar's own default next to the cwd
+    monkeypatch.setenv("MLGOV_PAYLOAD_URL", "")
+    assert serve_arguments(monkeypatch)["payload_url"] is None
+    monkeypatch.setenv("MLGOV_PAYLOAD_URL", url)
+    assert serve_arguments(monkeypatch)["payload_url"] == url
+    assert serve_arguments(monkeypatch, "--payload-url", "sqlite:///x.db")["payload_url"] == "sqlite:///x.db"
+
+    from click.testing import CliRunner
+
+    from mlflow_governance.cli import serving
+
+    text = " ".join(CliRunner().invoke(serving.serve_command, ["--help"]).output.split())
+    assert "MLGOV_PAYLOAD_URL" in text and "s3cret" not in text  # named in the help, its value never shown
+
+
+def test_the_workers_serve_the_payload_url_the_master_resolved(monkeypatch, tmp_path):
+    from mlflow_governance.sidecar import environment_with
+
+    monkeypatch.setenv("MLGOV_PAYLOAD_URL", "sqlite:///master.db")
+    master = ServeOptions(model="m", payload_url=serve_arguments(monkeypatch)["payload_url"]).resolved(tmp_path)
+    env = environment_with(master, {})
+    monkeypatch.setenv("MLGOV_SERVE_OPTIONS", env["MLGOV_SERVE_OPTIONS"])
+    monkeypatch.setenv("MLGOV_PAYLOAD_URL", "sqlite:///changed-since.db")
+    worker = ServeOptions.from_environment()
+    assert worker == master and worker.payload_url == "sqlite:///master.db"
+    assert worker.resolved(tmp_path / "elsewhere").payload_url == "sqlite:///master.db"
+
+
+@pytest.mark.parametrize(("flavors", "words"), [
+    ({"python_function": {}}, "the model has no sklearn flavor"),
+    ({"sklearn": {"serialization_format": "cloudpickle"}}, "the model was saved with 'cloudpickle'"),
+])
+def test_serve_checks_the_mlmodel_file_with_the_loading_policy(monkeypatch, tmp_path, flavors, words):
+    import mlflow
+    import yaml
+
+    from mlflow_governance.sidecar import server
+
+    def download(artifact_uri, dst_path):
+        assert artifact_uri == "models:/m/3/MLmodel"
+        path = tmp_path / "MLmodel"
+        path.write_text(yaml.safe_dump({"flavors": flavors, **SIGNATURE}))
+        return str(path)
+
+    monkeypatch.setattr(mlflow.artifacts, "download_artifacts", download)
+    with pytest.raises(ValueError, match=words):
+        server.check_model_document("m", 3)
+    flavors = {"sklearn": {"serialization_format": "skops", "pickled_model": "model.skops"}}
+    server.check_model_document("m", 3)  # a skops model with a signature the sidecar checks

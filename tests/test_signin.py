@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from mlflow_governance import workflow as wf
-from mlflow_governance.rest_client import RestGovernance
+from mlflow_governance.client.rest import RestGovernance
+from mlflow_governance.core import workflow as wf
 from tests.servers import mlflow_server
 from tests.test_governance_server import ADMIN_PASSWORD, server_env
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import threading
 
-from mlflow_governance import workflow as wf
-from mlflow_governance.client import GovernanceClient
-from mlflow_governance.engine import state
+from mlflow_governance.client.governance import GovernanceClient
+from mlflow_governance.core import workflow as wf
+from mlflow_governance.core.engine import state
 from tests.conftest import ROLE_USER, acting, unique
 from tests.governance_helpers import walk_version_to
 

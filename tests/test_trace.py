@@ -20,8 +20,8 @@ import pandas as pd
 import pytest
 import requests
 
-from mlflow_governance import workflow as wf
-from mlflow_governance.client import GovernanceClient
+from mlflow_governance.client.governance import GovernanceClient
+from mlflow_governance.core import workflow as wf
 from mlflow_governance.evidence.trace import ClientSources, TraceError, trace
 from tests.conftest import free_port
 from tests.servers import mlflow_server

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from mlflow_governance.cli.main import cli
-from mlflow_governance.rest_client import RestGovernance
+from mlflow_governance.client.rest import RestGovernance
 from tests.conftest import unique
 from tests.servers import mlflow_server
 

@@ -12,17 +12,12 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from mlflow_governance import workflow as wf
-from mlflow_governance.client import GovernanceClient
-from mlflow_governance.model_files import allowed_types
+from mlflow_governance.client.governance import GovernanceClient
+from mlflow_governance.core import workflow as wf
+from mlflow_governance.core.features import CATEGORICAL_FEATURES, FEATURES, INTEGER_FEATURES, NUMERIC_FEATURES
+from mlflow_governance.safe.model_files import allowed_types
 from mlflow_governance.training import drift
-from mlflow_governance.training.data import (
-    CATEGORICAL_FEATURES,
-    FEATURES,
-    INTEGER_FEATURES,
-    NUMERIC_FEATURES,
-    feature_frame,
-)
+from mlflow_governance.training.data import feature_frame
 from mlflow_governance.training.search import METRICS, candidates
 
 # The drift model's estimate of the primary model's accuracy on rows it never saw must be within

@@ -24,8 +24,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from mlflow_governance import workflow as wf
-from mlflow_governance.client import GovernanceClient
+from mlflow_governance.client.governance import GovernanceClient
+from mlflow_governance.core import workflow as wf
 from mlflow_governance.training.data import feature_frame, label_rows
 from mlflow_governance.training.pipeline import build_pipeline
 from tests.test_training_refusals import assert_nothing_written

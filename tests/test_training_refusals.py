@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from mlflow_governance.client import GovernanceClient
-from mlflow_governance.errors import GovernanceError
+from mlflow_governance.client.governance import GovernanceClient
+from mlflow_governance.core.errors import GovernanceError
 from mlflow_governance.training.register import register_and_submit
 from tests.conftest import acting, unique
 from tests.plugins.training_fixtures import mlflow_run_train

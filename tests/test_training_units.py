@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
+import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,6 +16,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from mlflow_governance.cli.training import METRIC_CHOICES
+from mlflow_governance.core.features import FEATURES, NOT_FEATURES
 from mlflow_governance.training import data as tdata
 from mlflow_governance.training.pipeline import build_pipeline, trusted_types
 from mlflow_governance.training.search import METRICS, candidates, check_metric, evaluate, rank
@@ -31,8 +35,8 @@ def test_unlabeled_rows_are_dropped_and_counted(training_parquet, labeled):
     assert len(labeled.frame) == labeled.rows_total - labeled.rows_missing_label
     assert set(labeled.y.unique()) == {0, 1}
     # FLIGHT_ID and YEAR are not features; the features keep the acquisition types
-    assert list(labeled.X.columns) == list(tdata.FEATURES)
-    assert not set(tdata.NOT_FEATURES) & set(labeled.X.columns)
+    assert list(labeled.X.columns) == list(FEATURES)
+    assert not set(NOT_FEATURES) & set(labeled.X.columns)
     assert labeled.X["MONTH"].dtype == "int64" and labeled.X["DEPARTURE_DELAY"].dtype == "float64"
 
 
@@ -54,6 +58,73 @@ def test_local_path_accepts_paths_and_file_uris(training_parquet):
     assert tdata.local_path(training_parquet.as_uri()) == training_parquet
     with pytest.raises(ValueError, match="no training data"):
         tdata.local_path("  ")
+
+
+def test_training_and_validation_data_refuse_a_bad_parquet_each_in_its_own_words(tmp_path, training_parquet):
+    """One check (`tdata.read_parquet`) serves both readers; each names its data and the columns it needs."""
+    from mlflow_governance.scoring.inputs import read_validation_data
+
+    (tmp_path / "text.parquet").write_text("not Parquet")
+    pd.DataFrame({"A": [1]}).to_parquet(tmp_path / "a.parquet")
+    pd.read_parquet(training_parquet).iloc[:0].to_parquet(tmp_path / "empty.parquet")
+    for name, problem in (("missing.parquet", "does not exist (or is not a file)"), ("", "does not exist"),
+                          ("text.parquet", "is not a readable Parquet file: ")):
+        path = str(tmp_path / name)
+        with pytest.raises(ValueError, match=re.escape(f"training data {path!r} {problem}")):
+            tdata.read_training_data(path)
+        with pytest.raises(ValueError, match=re.escape(f"validation data {path!r} {problem}")):
+            read_validation_data(path)
+    path = tmp_path / "a.parquet"
+    with pytest.raises(ValueError, match=re.escape(  # the file as read (a file:// URI is a path here)
+            f"training data {str(path)!r} lacks column(s) {', '.join(tdata.REQUIRED_COLUMNS)} (expected the "
+            f"acquisition columns {', '.join(tdata.REQUIRED_COLUMNS)})")):
+        tdata.read_training_data(path.as_uri())
+    with pytest.raises(ValueError, match=re.escape(  # the data as given
+            f"validation data {path.as_uri()!r} lacks the model's column(s) {', '.join(FEATURES)} (the model takes "
+            f"{', '.join(FEATURES)})")):
+        read_validation_data(path.as_uri())
+    assert tdata.read_training_data(str(tmp_path / "empty.parquet")).empty  # label_rows refuses it later
+    with pytest.raises(ValueError, match="has no rows"):
+        read_validation_data(str(tmp_path / "empty.parquet"))
+
+
+def test_train_and_import_model_share_their_options():
+    """Declared once (cli/training.py), in each command's order, with each command's words for metric and seed."""
+    from mlflow_governance.cli.training import import_model, train
+
+    def options(command):
+        return {p.name: (p.opts, p.type.name, p.required, p.default, p.metavar, p.help) for p in command.params}
+
+    ours, theirs = options(train), options(import_model)
+    assert list(ours) == ["data", "model", "quick", "metric", "seed", "experiment", "as_json"]
+    assert list(theirs) == ["model_file", "data", "model", "development_system", "metric", "seed", "experiment",
+                            "as_json"]
+    assert all(ours[name] == theirs[name] for name in ("data", "model", "experiment", "as_json"))
+    assert ours["metric"][:-1] == theirs["metric"][:-1] and ours["seed"][:-1] == theirs["seed"][:-1]
+    assert ours["metric"][-1] == "Validation metric that picks the model to register."
+    assert theirs["metric"][-1] == "Metric recorded as model_quality."
+    assert (ours["seed"][-1], theirs["seed"][-1]) == ("Seed of the split and the estimators.",
+                                                      "Seed of the evaluation split.")
+
+
+def test_the_train_entry_point_hands_its_parameters_to_mlgov_train(capsys):
+    """projects/train.py (`mlflow run -e train`): blank data and false quick are left out; a bad
+    quick is argparse's usage error, a bad metric mlgov train's own; both exit 2."""
+    spec = importlib.util.spec_from_file_location("entry_train", Path(__file__).resolve().parents[1] / "projects"
+                                                  / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    entry = module.ENTRY
+    assert entry.command(entry.parse(["--data= ", "--model=m", "--quick= Yes", "--metric=f1"])) == [
+        "train", "--model", "m", "--metric", "f1", "--quick"]
+    assert entry.command(entry.parse(["--data=d.parquet", "--model=m", "--quick=", "--metric=roc_auc"])) == [
+        "train", "--model", "m", "--metric", "roc_auc", "--data", "d.parquet"]
+    for argv, said in ((["--model=m", "--quick=maybe"], "error: quick must be true or false, not 'maybe'"),
+                       (["--model=m", "--metric=bogus"], "Error: Invalid value for '--metric': 'bogus' is not one")):
+        with pytest.raises(SystemExit) as exited:
+            module.main(argv)
+        assert exited.value.code == 2
+        assert said in capsys.readouterr().err
 
 
 def test_candidates_cover_three_families_and_quick_is_smaller():
@@ -115,9 +186,9 @@ def test_statistics_document(labeled):
     stats = training_data_statistics(labeled, {"train": 1}, seed=1, reference_rows=20)
     assert stats["reference_sample"]["rows"] == 20
     sample = reference_sample(labeled, seed=1, rows=20)
-    assert len(sample) == 20 and list(sample.columns) == [*tdata.FEATURES, "DELAYED"]
+    assert len(sample) == 20 and list(sample.columns) == [*FEATURES, "DELAYED"]
     assert sample.equals(reference_sample(labeled, seed=1, rows=20))  # seeded
-    assert set(stats["feature_statistics"]) == set(tdata.FEATURES)
+    assert set(stats["feature_statistics"]) == set(FEATURES)
     assert stats["label_distribution"]["shares"]["1"] == pytest.approx(labeled.y.mean())
     assert numeric_summary(pd.Series([np.nan, np.nan])) == {"type": "numeric", "count": 0, "missing": 2}
     s = numeric_summary(pd.Series([1.0, 2.0, 3.0, np.nan]))

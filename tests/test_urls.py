@@ -1,5 +1,5 @@
-"""`mlflow_governance.urls.mask_url` and the places that show URLs through it; the entry points'
-database passwords (`mlflow_governance.project_secrets`) without a real ``mlflow run``."""
+"""`mlflow_governance.safe.urls.mask_url` and the places that show URLs through it; the entry points'
+database passwords (`mlflow_governance.safe.project_secrets`) without a real ``mlflow run``."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy as sa
 from mlflow.exceptions import MlflowException
 
-from mlflow_governance import project_secrets
-from mlflow_governance.urls import UNPARSABLE, has_secret, mask_url, scrub
+from mlflow_governance.safe import project_secrets
+from mlflow_governance.safe.urls import UNPARSABLE, has_secret, mask_url, scrub
 
 SECRET = "S3cr3tValue"
 

@@ -20,10 +20,10 @@ from click.testing import CliRunner
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import PERMISSION_DENIED
 
-from mlflow_governance import workflow as wf
 from mlflow_governance.cli.main import cli
-from mlflow_governance.errors import leaks_database_text
-from mlflow_governance.rest_client import RestGovernance
+from mlflow_governance.client.rest import RestGovernance
+from mlflow_governance.core import workflow as wf
+from mlflow_governance.core.errors import leaks_database_text
 from mlflow_governance.server.users import GENERIC_MESSAGE, clean_message
 from tests.cli_in_process import mlgov as mlgov_in_process
 from tests.servers import mlflow_server

@@ -22,8 +22,8 @@ import yaml
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
-from mlflow_governance.client import GovernanceClient
-from mlflow_governance.monitoring.config import default_config, load_config
+from mlflow_governance.client.governance import GovernanceClient
+from mlflow_governance.core.monitor_config import default_config, load_config
 from tests.conftest import acting
 from tests.plugins.training_fixtures import REPO
 
@@ -41,7 +41,7 @@ STRICT_QUALITY = {**LENIENT, "quality": {"min_labels": 100, "thresholds": {"roc_
 @pytest.fixture(scope="session")
 def march_parquet(tmp_path_factory) -> Path:
     """Every March flight, acquisition-shaped (cancelled flights keep a missing DELAYED)."""
-    from mlflow_governance.flights import source_tables
+    from mlflow_governance.airline.flights import source_tables
 
     flights, airports = source_tables([VALIDATION_MONTH])
     path = tmp_path_factory.mktemp("validation-data") / "march.parquet"

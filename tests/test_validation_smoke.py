@@ -21,8 +21,8 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from mlflow_governance import workflow as wf
-from mlflow_governance.client import GovernanceClient
+from mlflow_governance.client.governance import GovernanceClient
+from mlflow_governance.core import workflow as wf
 from mlflow_governance.validation import smoke
 from tests import test_validation
 from tests.cli_in_process import mlgov as mlgov_in_process

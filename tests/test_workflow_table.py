@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from mlflow_governance import workflow as wf
+from mlflow_governance.core import workflow as wf
 
 
 def attempt(row: wf.Transition, role: str, **kw) -> wf.Attempt:

@@ -15,4 +15,8 @@ Modules by responsibility (importing this package loads none of them):
 - `spark_engine`: the acquisition on Apache Spark (JDBC partitions, Spark join, the same output file).
 - `spark_profile`: the profile and join counts as Spark aggregations (the same content as `profile`).
 - `step`: the MLflow run around the pipeline and the governance record (CLI and MLproject).
+
+Owns: reading, joining, checking, profiling and cataloguing the source data, and its governance
+record. May import: the core, safe, airline and the client; nothing above (no training or
+feature above it).
 """

@@ -15,7 +15,7 @@ from urllib.parse import quote
 import sqlalchemy as sa
 
 from mlflow_governance.acquisition.errors import AcquisitionError
-from mlflow_governance.urls import UNPARSABLE, mask_url, scrub
+from mlflow_governance.safe.urls import UNPARSABLE, mask_url, scrub
 
 # The embedded default: two SQLite files in the working directory.
 DEFAULT_FLIGHTS_URL = "sqlite:///flights.db"
@@ -40,7 +40,7 @@ def parse_url(url: str, role: str) -> sa.URL:
 
 
 def display_url(url: str | sa.URL) -> str:
-    """The URL with its password and secret query values masked (`mlflow_governance.urls.mask_url`),
+    """The URL with its password and secret query values masked (`mlflow_governance.safe.urls.mask_url`),
     for logs, params and messages."""
     try:
         text = url.render_as_string(hide_password=False) if isinstance(url, sa.URL) else str(url)

@@ -10,7 +10,7 @@ import re
 import string
 
 from mlflow_governance.acquisition.errors import AcquisitionError
-from mlflow_governance.flights import month_name
+from mlflow_governance.airline.flights import month_name
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_IDENTIFIER_LENGTH = 128

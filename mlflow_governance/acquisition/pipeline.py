@@ -2,10 +2,10 @@
 
 Both sources are checked before anything is read (`readers.resolve`). The join streams into a
 temporary file next to the output; the profile is computed from the same chunks. Only a
-complete, non-empty join is moved into place (`mlflow_governance.outputs.install`): an
+complete, non-empty join is moved into place (`mlflow_governance.safe.outputs.install`): an
 unreachable database, a missing table or column, an empty source or a join that matches nothing
 leaves no output file. The output follows the rule of every mlgov ``--output``
-(`mlflow_governance.outputs.check_output_path`), checked before anything is read: never a
+(`mlflow_governance.safe.outputs.check_output_path`), checked before anything is read: never a
 directory or a special file, a directory that accepts a new file (missing parents are created),
 and an existing file replaced only with ``force`` (the library default is ``force=True``: the
 commands pass their ``--force``).
@@ -26,11 +26,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mlflow_governance import flights, outputs
 from mlflow_governance.acquisition import readers
 from mlflow_governance.acquisition.errors import AcquisitionError
 from mlflow_governance.acquisition.join import HOWS, JoinSpec, JoinStats, merge_join, output_schema
 from mlflow_governance.acquisition.profile import Profiler
+from mlflow_governance.airline import flights
+from mlflow_governance.safe import outputs
 
 ROW_GROUP_ROWS = 131_072
 PROVENANCE_KEY = "mlgov.acquisition"  # Parquet key-value metadata: sources, readers, join counts

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from mlflow_governance.html_safety import safe_report_html
+from mlflow_governance.safe.html import safe_report_html
 
 HTML_SAMPLE_ROWS = 50_000
 TOP_VALUES = 10
@@ -188,7 +188,7 @@ def sample_frame(path: str | Path, max_rows: int = HTML_SAMPLE_ROWS):
 
 def evidently_html(frame, key: str | None, label: str | None) -> str:
     """evidently's data summary report of ``frame`` as a standalone HTML page, made safe against
-    values that would end its data script early (`mlflow_governance.html_safety`)."""
+    values that would end its data script early (`mlflow_governance.safe.html`)."""
     import tempfile
 
     import pandas as pd

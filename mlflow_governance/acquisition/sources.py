@@ -16,9 +16,9 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.schema import CreateTable, DropTable
 
-from mlflow_governance import flights
 from mlflow_governance.acquisition import databases
 from mlflow_governance.acquisition.errors import AcquisitionError
+from mlflow_governance.airline import flights
 
 INSERT_BATCH_ROWS = 5_000
 LOADERS = ("auto", "sqlalchemy")

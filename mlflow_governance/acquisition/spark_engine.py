@@ -36,10 +36,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
-from mlflow_governance import flights
 from mlflow_governance.acquisition import jdbc, readers
 from mlflow_governance.acquisition.errors import AcquisitionError
 from mlflow_governance.acquisition.join import JoinSpec, JoinStats, output_schema
+from mlflow_governance.airline import flights
 
 DEFAULT_MASTER = "local[*]"
 ROWS_PER_PARTITION = 50_000  # JDBC partitions per side: one per this many rows, at most MAX_PARTITIONS_PER_CORE per core

@@ -21,10 +21,10 @@ from typing import Any
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-from mlflow_governance import flights
 from mlflow_governance.acquisition import databases, quality
 from mlflow_governance.acquisition.join import JoinSpec
 from mlflow_governance.acquisition.readers import DEFAULT_CHUNK_ROWS
+from mlflow_governance.airline import flights
 
 ENGINES = ("stream", "spark")
 DATA_ARTIFACTS = "data"
@@ -33,8 +33,8 @@ PROFILE_ARTIFACTS = "profile"
 
 def check_model(model: str) -> dict[str, Any]:
     """Refuse early unless the acting user may submit ``model``'s training data (`GovernanceClient.may`)."""
-    from mlflow_governance import workflow
-    from mlflow_governance.client import GovernanceClient
+    from mlflow_governance.client.governance import GovernanceClient
+    from mlflow_governance.core import workflow
 
     client = GovernanceClient()
     client.require(model, workflow.SUBMIT)
@@ -85,7 +85,7 @@ def run_acquisition(
     default ``local[*]``). Both write the same file and log the same dataset digest.
 
     ``output`` (optional; the run's artifact is always logged) follows the rule of every mlgov
-    ``--output`` (`mlflow_governance.outputs`): it is checked first, before the model, the
+    ``--output`` (`mlflow_governance.safe.outputs`): it is checked first, before the model, the
     databases or MLflow are touched; an existing file is replaced only with ``force``, a
     directory or a special file never.
     """
@@ -239,7 +239,7 @@ def _logged_run(flights_url, airports_url, months, output, requested, model, spe
 
 def record(model: str, asset: str, verdict: dict[str, Any], run_id: str, rows: int) -> dict[str, Any]:
     """Submit the Data Acquisition step of ``model`` as the acting ModelDataEngineer."""
-    from mlflow_governance.client import GovernanceClient
+    from mlflow_governance.client.governance import GovernanceClient
 
     if verdict["flag"] not in (quality.ACCEPTABLE, quality.NOT_ACCEPTABLE):
         raise MlflowException(f"unexpected quality flag {verdict['flag']!r}", error_code=INVALID_PARAMETER_VALUE)

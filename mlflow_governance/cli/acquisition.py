@@ -9,7 +9,7 @@ from mlflow_governance.cli.common import GovernanceGroup, echo_json
 
 
 def _months(text: str | None) -> list[int]:
-    from mlflow_governance.flights import parse_months
+    from mlflow_governance.airline.flights import parse_months
 
     try:
         return parse_months(text)
@@ -68,7 +68,7 @@ def run_acquire(
 ) -> dict:
     """Run the acquisition step with CLI-style arguments.
 
-    The output path is checked first (`mlflow_governance.outputs.check_output_path`): a refusal
+    The output path is checked first (`mlflow_governance.safe.outputs.check_output_path`): a refusal
     is a `ValueError`, one ``Error:`` line and exit 2 under `GovernanceGroup`, before any work.
     """
     from mlflow_governance.acquisition.identifiers import parse_columns

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from mlflow_governance.urls import mask_url, scrub
+from mlflow_governance.safe.urls import mask_url, scrub
 
 if TYPE_CHECKING:
     from mlflow.exceptions import MlflowException

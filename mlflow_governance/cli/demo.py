@@ -16,8 +16,8 @@ import click
 def demo(workdir: Path, months: str, validation_month: int, full_search: bool) -> None:
     """The whole governed lifecycle with seven users: approvals, acquisition, training, validation, serving,
     drift refusal and decommissioning, then an outside model through the same gates."""
+    from mlflow_governance.airline.flights import parse_months
     from mlflow_governance.demo import walkthrough
-    from mlflow_governance.flights import parse_months
 
     if validation_month in parse_months(months):
         raise click.BadParameter("the validation month must not be a training month", param_hint="--validation-month")

@@ -1,6 +1,6 @@
 """``mlgov deploy``: record where a version really runs, read from its running sidecar.
 
-See `mlflow_governance.deployment`: the deployment fields (ModelDeployer) or the monitoring
+See `mlflow_governance.orchestration.deployment`: the deployment fields (ModelDeployer) or the monitoring
 wrapper's (ModelMonitor) come from the sidecar's ``/status``; refused (exit 3) when the sidecar does
 not answer, or answers for another model or version.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from mlflow_governance.cli.common import echo_json
-from mlflow_governance.deployment import record_from_sidecar
+from mlflow_governance.orchestration.deployment import record_from_sidecar
 
 
 @click.command("deploy")
@@ -21,7 +21,7 @@ from mlflow_governance.deployment import record_from_sidecar
 @click.option("--json", "as_json", is_flag=True)
 def deploy(model: str, version: int, url: str, space: str | None, as_json: bool) -> None:
     """Record the deployment (ModelDeployer) or the monitoring wrapper (ModelMonitor) from a running sidecar."""
-    from mlflow_governance.client import GovernanceClient
+    from mlflow_governance.client.governance import GovernanceClient
 
     fields, result = record_from_sidecar(GovernanceClient(), model, version, url, space)
     if as_json:

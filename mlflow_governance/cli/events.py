@@ -8,8 +8,8 @@ import time
 import click
 
 from mlflow_governance.cli.common import echo_json
-from mlflow_governance.client import GovernanceClient
-from mlflow_governance.rest_client import mlflow_error
+from mlflow_governance.client.governance import GovernanceClient
+from mlflow_governance.client.rest import mlflow_error
 
 
 @click.group("events")
@@ -72,8 +72,8 @@ def events_deliver(config_file: str | None, watch: bool) -> None:
     """Send the events that are due to MLflow's webhooks and to the people they concern (a local
     registry; a governance server delivers its own). Safe beside a server or another deliverer on the same database: each
     delivery is claimed by one of them. Exit 0; what is left is printed (and retried later)."""
-    from mlflow_governance import environment_variables as ev
-    from mlflow_governance import settings
+    from mlflow_governance.core import environment_variables as ev
+    from mlflow_governance.core import settings
     from mlflow_governance.notifications import people
 
     try:

@@ -3,7 +3,7 @@
 Reads the scored row (features as scored, model, version, staging, prediction, probability) from
 the sidecar's payload table by the request id ``/invocations`` returned, loads that version through
 the registry with the project's skops allowlist (`model_files.load_mlflow_sklearn`, as the sidecar
-does), and explains it as ``POST /explain`` does (`mlflow_governance.explanations`): contributions
+does), and explains it as ``POST /explain`` does (`mlflow_governance.scoring.explanations`): contributions
 per raw feature, largest first, with the base value and the output they sum to, and the
 counterfactual. It explains a stored decision whatever its version's state is now (a rejected or
 decommissioned version too: the decision was made and may be asked about); the sidecar's
@@ -52,7 +52,7 @@ def read_payload_row(url: str, request_id: str) -> dict[str, Any]:
 def _version_fields(model: str, version: int) -> dict[str, str]:
     from mlflow.exceptions import MlflowException
 
-    from mlflow_governance.client import GovernanceClient
+    from mlflow_governance.client.governance import GovernanceClient
 
     try:
         status = GovernanceClient().status(model, version)
@@ -76,8 +76,8 @@ def _features(row: dict[str, Any], document: dict[str, Any]):
 
 def explain_request(request_id: str, payload_url: str) -> dict[str, Any]:
     """The explanation of the scored row ``request_id`` as a JSON-ready document (exits on errors)."""
-    from mlflow_governance import explanations
-    from mlflow_governance.model_files import load_mlflow_sklearn
+    from mlflow_governance.safe.model_files import load_mlflow_sklearn
+    from mlflow_governance.scoring import explanations
     from mlflow_governance.sidecar.bodies import BodyError
 
     row = read_payload_row(payload_url, request_id)

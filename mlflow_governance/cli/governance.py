@@ -7,9 +7,9 @@ from datetime import datetime, timezone
 
 import click
 
-from mlflow_governance import workflow
 from mlflow_governance.cli.common import echo_json, parse_assignments
-from mlflow_governance.client import GovernanceClient
+from mlflow_governance.client.governance import GovernanceClient
+from mlflow_governance.core import workflow
 
 
 def _client() -> GovernanceClient:
@@ -223,8 +223,8 @@ def factsheet(model: str, fmt: str, output: str | None, force: bool, payload_url
     with --force, a directory or a special file never, and the directory must exist and be
     writable (else exit 2, one line). The file is written to a temporary file and renamed.
     """
-    from mlflow_governance import outputs
     from mlflow_governance.evidence.factsheet import live_evidence, render_html, render_markdown
+    from mlflow_governance.safe import outputs
 
     if output is not None:
         outputs.check_output_path(output, force)

@@ -13,6 +13,7 @@ import sys
 import click
 
 from mlflow_governance.cli.common import echo_json
+from mlflow_governance.sidecar import DEFAULT_MONITOR_WINDOW_ROWS
 
 EXIT_BREACHED = 5
 
@@ -21,7 +22,7 @@ EXIT_BREACHED = 5
 @click.option("--model", required=True, help="The governed model.")
 @click.option("--payload-url", required=True, metavar="URL", help="The sidecar's payload database (SQLAlchemy URL).")
 @click.option("--version", type=int, default=None, help="The version (default: the production alias's).")
-@click.option("--window-rows", type=click.IntRange(min=1), default=5000, show_default=True,
+@click.option("--window-rows", type=click.IntRange(min=1), default=DEFAULT_MONITOR_WINDOW_ROWS, show_default=True,
               help="How many of the latest scored rows to evaluate.")
 @click.option("--staging", is_flag=True, help="Evaluate a staging version's rows (never changes usability).")
 @click.option("--json", "as_json", is_flag=True)

@@ -8,7 +8,7 @@ import sys
 import click
 
 from mlflow_governance.cli.common import echo_json
-from mlflow_governance.client import GovernanceClient
+from mlflow_governance.client.governance import GovernanceClient
 
 
 @click.command("set-contact")

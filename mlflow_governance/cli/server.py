@@ -10,11 +10,11 @@ from pathlib import Path
 
 import click
 
-from mlflow_governance import environment_variables as ev
-from mlflow_governance import settings, workflow
 from mlflow_governance.cli.common import is_mlflow_error
-from mlflow_governance.client import GovernanceClient
-from mlflow_governance.rest_client import mlflow_error
+from mlflow_governance.client.governance import GovernanceClient
+from mlflow_governance.client.rest import mlflow_error
+from mlflow_governance.core import environment_variables as ev
+from mlflow_governance.core import settings, workflow
 
 
 @click.command("server")

@@ -32,24 +32,29 @@ from mlflow_governance import sidecar
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="gunicorn worker processes.")
 @click.option("--threads", type=click.IntRange(1, 64), default=8, show_default=True,
               help="Request threads per worker (gthread, keep-alive); 1 uses gunicorn's sync workers.")
-@click.option("--payload-url", default=None, metavar="URL",
-              help="SQLAlchemy URL of the payload database (default: sqlite:///./mlgov-payloads.db; PostgreSQL "
-                   "when replicas share it).")
+@click.option("--payload-url", default=sidecar.configured_payload_url, metavar="URL",
+              help="SQLAlchemy URL of the payload database (default: the MLGOV_PAYLOAD_URL setting, the one the "
+                   "governance server's trace route reads, else sqlite:///./mlgov-payloads.db; PostgreSQL when "
+                   "replicas share it). This option wins over MLGOV_PAYLOAD_URL.")
 @click.option("--spool-dir", default=None, metavar="DIR",
               help="Where rows wait while the payload database is down (default: ./mlgov-spool).")
-@click.option("--monitor-every-rows", type=click.IntRange(min=0), default=1000, show_default=True,
-              help="Evaluate the monitors after this many new rows (0: not by rows).")
-@click.option("--monitor-every-seconds", type=click.FloatRange(min=0), default=20.0, show_default=True,
+@click.option("--monitor-every-rows", type=click.IntRange(min=0), default=sidecar.DEFAULT_MONITOR_EVERY_ROWS,
+              show_default=True, help="Evaluate the monitors after this many new rows (0: not by rows).")
+@click.option("--monitor-every-seconds", type=click.FloatRange(min=0), default=sidecar.DEFAULT_MONITOR_EVERY_SECONDS,
+              show_default=True,
               help="Evaluate the monitors at least this often when there are new rows (0: not by time). "
                    "Both 0 turns the production monitor off.")
-@click.option("--monitor-min-interval", "monitor_min_interval", type=click.FloatRange(min=0), default=5.0,
-              show_default=True, help="Seconds at least between two evaluations, however fast rows arrive.")
-@click.option("--monitor-cpu-share", type=click.FloatRange(min=0, max=1, min_open=True), default=0.2,
-              show_default=True, help="After an evaluation, wait until the monitor has used at most this share of "
-                                      "one core (heavy traffic cannot make it evaluate back to back).")
-@click.option("--monitor-report-every", "monitor_report_every", type=click.FloatRange(min=0), default=300.0,
-              show_default=True, help="Attach evidently's HTML drift report (1-3 CPU s each) to an evaluation's "
-                                      "run at most this often, and always on a breach (0: every evaluation).")
+@click.option("--monitor-min-interval", "monitor_min_interval", type=click.FloatRange(min=0),
+              default=sidecar.DEFAULT_MONITOR_MIN_INTERVAL_SECONDS, show_default=True,
+              help="Seconds at least between two evaluations, however fast rows arrive.")
+@click.option("--monitor-cpu-share", type=click.FloatRange(min=0, max=1, min_open=True),
+              default=sidecar.DEFAULT_MONITOR_CPU_SHARE, show_default=True,
+              help="After an evaluation, wait until the monitor has used at most this share of one core (heavy "
+                   "traffic cannot make it evaluate back to back).")
+@click.option("--monitor-report-every", "monitor_report_every", type=click.FloatRange(min=0),
+              default=sidecar.DEFAULT_MONITOR_REPORT_EVERY_SECONDS, show_default=True,
+              help="Attach evidently's HTML drift report (1-3 CPU s each) to an evaluation's run at most this often, "
+                   "and always on a breach (0: every evaluation).")
 @click.option("--max-body-bytes", type=click.IntRange(min=1024), default=sidecar.DEFAULT_MAX_BODY_BYTES,
               show_default=True, help="Larger request bodies get 413.")
 @click.option("--usability-cache-seconds", type=click.FloatRange(min=0, min_open=True),
@@ -92,7 +97,7 @@ def serve_command(model, alias, version, staging, host, port, workers, threads, 
     serves a version under validation for acceptance tests. The sidecar's governance identity is the
     configured one (MLGOV_USER on a local registry, MLFLOW_TRACKING_USERNAME/PASSWORD on a server).
     """
-    from mlflow_governance import config
+    from mlflow_governance.core import config
     from mlflow_governance.sidecar.server import ServeError, ServerOptions, run
 
     logging.basicConfig(level=logging.WARNING, format="mlgov serve: %(message)s")

@@ -31,7 +31,7 @@ def reader_check(governance):
     from mlflow.exceptions import MlflowException
 
     from mlflow_governance.evidence.trace import TraceError
-    from mlflow_governance.urls import scrub
+    from mlflow_governance.safe.urls import scrub
 
     def authorize(model: str) -> None:
         try:
@@ -56,7 +56,6 @@ def reader_check(governance):
 @click.option("--force", is_flag=True, help="Replace an existing --output file.")
 def trace_command(request_id, payload_url, fmt, output, force):
     """Follow REQUEST_ID (a request id the sidecar returned) back to the people, evidence and data."""
-    from mlflow_governance import outputs
     from mlflow_governance.evidence.trace import (
         ClientSources,
         TraceError,
@@ -65,6 +64,7 @@ def trace_command(request_id, payload_url, fmt, output, force):
         render_text,
     )
     from mlflow_governance.evidence.trace import trace as follow
+    from mlflow_governance.safe import outputs
     from mlflow_governance.sidecar import default_payload_url
 
     try:

@@ -19,22 +19,46 @@ def _report(result, as_json: bool) -> None:
         click.echo(f"  {name}: {value}")
 
 
+def _options(*options):
+    """One decorator applying ``options`` (click option decorators) in the order given."""
+
+    def apply(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return apply
+
+
+# The options ``train`` and ``import-model`` share, in two runs (each command has one of its own in between).
+_data_and_model = _options(
+    click.option(
+        "--data", default=None, metavar="PATH", help="Training Parquet (default: the model's training_data_asset)."
+    ),
+    click.option("--model", "model", required=True, help="The governed model (must be Approved for Development)."),
+)
+
+
+def _evaluation(metric_help: str, seed_help: str):
+    """``--metric``, ``--seed``, ``--experiment`` and ``--json``, with the command's own words for the first two."""
+    return _options(
+        click.option(
+            "--metric",
+            type=click.Choice(METRIC_CHOICES),
+            default="roc_auc",
+            show_default=True,
+            help=metric_help,
+        ),
+        click.option("--seed", type=int, default=42, show_default=True, help=seed_help),
+        click.option("--experiment", default=None, help="MLflow experiment (default: '<model>-development')."),
+        click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
+    )
+
+
 @click.command("train")
-@click.option(
-    "--data", default=None, metavar="PATH", help="Training Parquet (default: the model's training_data_asset)."
-)
-@click.option("--model", "model", required=True, help="The governed model (must be Approved for Development).")
+@_data_and_model
 @click.option("--quick", is_flag=True, help="A small search (seconds): for tests and the demo.")
-@click.option(
-    "--metric",
-    type=click.Choice(METRIC_CHOICES),
-    default="roc_auc",
-    show_default=True,
-    help="Validation metric that picks the model to register.",
-)
-@click.option("--seed", type=int, default=42, show_default=True, help="Seed of the split and the estimators.")
-@click.option("--experiment", default=None, help="MLflow experiment (default: '<model>-development').")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_evaluation("Validation metric that picks the model to register.", "Seed of the split and the estimators.")
 def train(data, model, quick, metric, seed, experiment, as_json) -> None:
     """Search, compare and register a new version of MODEL, then submit it as ModelDeveloper."""
     from mlflow_governance.training.develop import train as develop
@@ -50,21 +74,9 @@ def train(data, model, quick, metric, seed, experiment, as_json) -> None:
     help="Fitted scikit-learn classifier saved with skops (.skops); only allowlisted types load. Pickle/joblib files "
     "are refused: convert with skops.io.dump(joblib.load(FILE), 'model.skops').",
 )
-@click.option(
-    "--data", default=None, metavar="PATH", help="Training Parquet (default: the model's training_data_asset)."
-)
-@click.option("--model", "model", required=True, help="The governed model (must be Approved for Development).")
+@_data_and_model
 @click.option("--development-system", default=None, help="Where the model was built (recorded on the version).")
-@click.option(
-    "--metric",
-    type=click.Choice(METRIC_CHOICES),
-    default="roc_auc",
-    show_default=True,
-    help="Metric recorded as model_quality.",
-)
-@click.option("--seed", type=int, default=42, show_default=True, help="Seed of the evaluation split.")
-@click.option("--experiment", default=None, help="MLflow experiment (default: '<model>-development').")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_evaluation("Metric recorded as model_quality.", "Seed of the evaluation split.")
 def import_model(model_file, data, model, development_system, metric, seed, experiment, as_json) -> None:
     """Register an outside scikit-learn model as a governed version of MODEL and submit it."""
     from mlflow_governance.training.importer import import_model as do_import

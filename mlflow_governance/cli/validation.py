@@ -79,8 +79,8 @@ def monitors() -> None:
 @click.option("--version", required=True, type=int)
 def monitors_show(model, version):
     """Print the configuration in force (the recorded one, else the defaults) and its digest."""
-    from mlflow_governance.client import GovernanceClient
-    from mlflow_governance.monitoring.config import config_in_force
+    from mlflow_governance.client.governance import GovernanceClient
+    from mlflow_governance.core.monitor_config import config_in_force
 
     config, recorded = config_in_force(GovernanceClient().status(model, version)["version"])
     origin = "recorded on the version" if recorded else "defaults: none recorded on the version yet"
@@ -95,8 +95,8 @@ def monitors_show(model, version):
 @click.option("--config", "config_path", required=True, metavar="FILE", help="YAML or JSON configuration.")
 def monitors_set(model, version, config_path):
     """Replace the configuration (ModelValidator in validation, ModelMonitor from productionization on)."""
-    from mlflow_governance.client import GovernanceClient
-    from mlflow_governance.monitoring.config import load_config
+    from mlflow_governance.client.governance import GovernanceClient
+    from mlflow_governance.core.monitor_config import load_config
 
     config = load_config(config_path)
     GovernanceClient().set_monitors(model, version, config.to_dict())

@@ -22,7 +22,7 @@ REQUEST_ROWS = 100
 
 def flights(months: list[int]) -> pd.DataFrame:
     """The flights of ``months`` (source tables joined) with an arrival outcome, as acquisition joins them."""
-    from mlflow_governance.flights import source_tables
+    from mlflow_governance.airline.flights import source_tables
 
     table, airports = source_tables(months)
     joined = table.merge(airports, on="FLIGHT_ID")
@@ -31,7 +31,8 @@ def flights(months: list[int]) -> pd.DataFrame:
 
 def body_of(frame: pd.DataFrame) -> dict[str, Any]:
     """MLflow's ``dataframe_records`` body for the model's raw feature columns (NaN as null)."""
-    from mlflow_governance.training.data import FEATURES, feature_frame
+    from mlflow_governance.core.features import FEATURES
+    from mlflow_governance.training.data import feature_frame
 
     return {"dataframe_records": json.loads(feature_frame(frame)[list(FEATURES)].to_json(orient="records"))}
 

@@ -30,9 +30,9 @@ from typing import Any
 
 from mlflow.exceptions import MlflowException
 
-from mlflow_governance import workflow as wf
-from mlflow_governance.flights import parse_months
-from mlflow_governance.identity import acting_as as acting
+from mlflow_governance.airline.flights import parse_months
+from mlflow_governance.core import workflow as wf
+from mlflow_governance.core.identity import acting_as as acting
 
 MODEL = "airline-delay"
 CAST = {
@@ -138,9 +138,9 @@ def run(
     """Run the walk-through in ``workdir``; returns the final status of the model."""
     from mlflow_governance.acquisition.sources import seed
     from mlflow_governance.acquisition.step import run_acquisition
-    from mlflow_governance.client import GovernanceClient
-    from mlflow_governance.deployment import record_from_sidecar
+    from mlflow_governance.client.governance import GovernanceClient
     from mlflow_governance.evidence.factsheet import render_markdown
+    from mlflow_governance.orchestration.deployment import record_from_sidecar
     from mlflow_governance.sidecar.process import SidecarProcess
     from mlflow_governance.training.develop import train
     from mlflow_governance.training.importer import import_model

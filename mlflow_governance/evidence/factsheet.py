@@ -12,7 +12,7 @@ import html
 from datetime import datetime, timezone
 from typing import Any
 
-from mlflow_governance import workflow
+from mlflow_governance.core import workflow
 
 EVALUATIONS_PER_VERSION = 10
 

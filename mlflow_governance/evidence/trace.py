@@ -32,8 +32,8 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from mlflow_governance import workflow
-from mlflow_governance.urls import mask_url, scrub
+from mlflow_governance.core import workflow
+from mlflow_governance.safe.urls import mask_url, scrub
 
 REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -41,7 +41,7 @@ REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
 class TraceError(Exception):
     """A trace that cannot start; ``kind`` is ``invalid`` (exit 2, 400), ``refused`` (exit 3,
     403: the caller may not read the row's model), ``unknown`` (exit 4, 404) or ``unavailable``
-    (exit 6, 503). The message names a database only masked (`mlflow_governance.urls.mask_url`)."""
+    (exit 6, 503). The message names a database only masked (`mlflow_governance.safe.urls.mask_url`)."""
 
     def __init__(self, kind: str, message: str):
         super().__init__(message)
@@ -453,7 +453,7 @@ class ClientSources:
     def __init__(self, governance=None, mlflow_client=None):
         from mlflow import MlflowClient
 
-        from mlflow_governance.client import GovernanceClient
+        from mlflow_governance.client.governance import GovernanceClient
 
         self.governance = governance or GovernanceClient()
         self.mlflow = mlflow_client or MlflowClient()

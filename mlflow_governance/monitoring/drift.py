@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlflow_governance.html_safety import safe_report_html
+from mlflow_governance.core.monitor_config import DriftConfig, feature_type
 from mlflow_governance.monitoring.base import (
     BREACH,
     INFO,
@@ -44,7 +44,7 @@ from mlflow_governance.monitoring.base import (
     reference_sample,
     require_columns,
 )
-from mlflow_governance.monitoring.config import DriftConfig, feature_type
+from mlflow_governance.safe.html import safe_report_html
 
 NAME = "drift"
 # evidently's two tests for a reference of more than SMALL_REFERENCE rows, with their default
@@ -224,7 +224,7 @@ class DriftMonitor:
     def evidently_html(self, window: Window) -> str:
         """evidently's own HTML drift report of ``window`` against the reference (self-contained page),
         made safe against scored values that would end its data script early
-        (`mlflow_governance.html_safety`)."""
+        (`mlflow_governance.safe.html`)."""
         return safe_report_html(self.evidently_snapshot(window).get_html_str(as_iframe=False))
 
 

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlflow_governance.core.features import FEATURES
+from mlflow_governance.core.monitor_config import EstimatedAccuracyConfig
 from mlflow_governance.monitoring.base import (
     BREACH,
     INFO,
@@ -33,8 +35,6 @@ from mlflow_governance.monitoring.base import (
     judge,
     require_columns,
 )
-from mlflow_governance.monitoring.config import EstimatedAccuracyConfig
-from mlflow_governance.training.data import FEATURES
 from mlflow_governance.training.drift import PROBABILITY_COLUMN
 
 NAME = "estimated_accuracy"

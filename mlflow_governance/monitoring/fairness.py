@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlflow_governance.core.monitor_config import FairnessAttribute, FairnessConfig
 from mlflow_governance.monitoring.base import (
     BREACH,
     INSUFFICIENT,
@@ -34,7 +35,6 @@ from mlflow_governance.monitoring.base import (
     overall,
     require_columns,
 )
-from mlflow_governance.monitoring.config import FairnessAttribute, FairnessConfig
 
 NAME = "fairness"
 

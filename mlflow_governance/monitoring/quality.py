@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from mlflow_governance.core.monitor_config import QUALITY_METRICS, QualityConfig
 from mlflow_governance.monitoring.base import (
     BREACH,
     INSUFFICIENT,
@@ -32,7 +33,6 @@ from mlflow_governance.monitoring.base import (
     number,
     overall,
 )
-from mlflow_governance.monitoring.config import QUALITY_METRICS, QualityConfig
 
 ROC_POINTS = 101
 NAME = "quality"

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from mlflow_governance.core.monitor_config import MonitorConfig
 from mlflow_governance.monitoring.base import (
     BREACH,
     INSUFFICIENT,
@@ -28,7 +29,6 @@ from mlflow_governance.monitoring.base import (
     Window,
     reference_sample,
 )
-from mlflow_governance.monitoring.config import MonitorConfig
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from mlflow_governance import roles, workflow
-from mlflow_governance.schema import contacts as contacts_table
+from mlflow_governance.core import roles, workflow
+from mlflow_governance.core.schema import contacts as contacts_table
 
 MAIL, URL = "mail", "url"
 MAX_URL = 2000
@@ -133,19 +133,24 @@ def _remove(session: Session, user: str) -> bool:
 # --- the admin's commands (audited) -------------------------------------------------------------
 
 
+def audit_fields(user: str | None, email: str | None, url: str | None, clear: bool) -> dict[str, str]:
+    """What the audit row of a contact change shows: the URL masked (it may carry a token)."""
+    return {"user": (user or "").strip(), "email": (email or "").strip(), "url": mask((url or "").strip() or None) or "",
+            "clear": "true" if clear else ""}
+
+
 def set_contact(store: Any, user: str, email: str | None = None, url: str | None = None,
                 clear: bool = False) -> dict[str, Any]:
     """Admin only, audited: give ``user`` a mail address or a notification URL (one of them), or
     ``clear`` their contact. Returns ``{"user", "contact", "channel", "outcome"}``."""
-    from mlflow_governance.engine.transaction import Operation
-    from mlflow_governance.identity import current_user
+    from mlflow_governance.core.engine.transaction import Operation
+    from mlflow_governance.core.identity import current_user
 
     actor = current_user()
     user = (user or "").strip()
     email = (email or "").strip() or None
     url = (url or "").strip() or None
-    shown = {"user": user, "email": email or "", "url": mask(url) or "", "clear": "true" if clear else ""}
-    op = Operation(store, workflow.SET_CONTACT, actor, fields=shown)
+    op = Operation(store, workflow.SET_CONTACT, actor, fields=audit_fields(user, email, url, clear))
 
     def body(session: Session) -> dict[str, Any]:
         denied = workflow.may_administer(workflow.SET_CONTACT, actor,
@@ -180,7 +185,7 @@ def set_contact(store: Any, user: str, email: str | None = None, url: str | None
 
 def require_admin(store: Any, actor: str | None) -> None:
     """Refuse (403/401, exit 3) unless ``actor`` is the admin: listing contacts, sending a test."""
-    from mlflow_governance.errors import GovernanceError
+    from mlflow_governance.core.errors import GovernanceError
 
     with store.ManagedSessionMaker() as session:
         denied = workflow.may_administer(workflow.MANAGE_NOTIFICATIONS, actor,

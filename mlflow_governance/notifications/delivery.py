@@ -1,4 +1,4 @@
-"""Delivery of governance events (`mlflow_governance.events`) to MLflow's registry webhooks.
+"""Delivery of governance events (`mlflow_governance.core.events`) to MLflow's registry webhooks.
 
 Off the request path: a daemon thread in every governance-server worker (`start_in_server`), or
 ``mlgov events deliver`` for a registry without a server, reads the outbox and posts each event
@@ -59,11 +59,11 @@ from mlflow.webhooks.constants import (
 from mlflow.webhooks.delivery import _generate_hmac_signature
 from mlflow.webhooks.ssrf import SSRFProtectedHTTPAdapter
 
-from mlflow_governance import environment_variables as ev
-from mlflow_governance.events import Event, iso
-from mlflow_governance.schema import event_deliveries as deliveries
-from mlflow_governance.schema import events as events_table
-from mlflow_governance.tags import is_governance_key
+from mlflow_governance.core import environment_variables as ev
+from mlflow_governance.core.events import Event, iso
+from mlflow_governance.core.schema import event_deliveries as deliveries
+from mlflow_governance.core.schema import events as events_table
+from mlflow_governance.core.tags import is_governance_key
 
 log = logging.getLogger(__name__)
 
@@ -481,7 +481,7 @@ class DeliveryThread(threading.Thread):
         self._wake.set()
 
     def run(self) -> None:
-        from mlflow_governance import events
+        from mlflow_governance.core import events
 
         events.subscribe(self.wake)
         try:

@@ -32,12 +32,12 @@ from urllib.parse import quote, unquote, urlencode, urlsplit
 
 import sqlalchemy as sa
 
-from mlflow_governance import environment_variables as ev
-from mlflow_governance import events, roles, workflow
-from mlflow_governance.events import Event
+from mlflow_governance.core import environment_variables as ev
+from mlflow_governance.core import events, roles, workflow
+from mlflow_governance.core.events import Event
+from mlflow_governance.core.schema import event_deliveries as deliveries
 from mlflow_governance.notifications import contacts, delivery
 from mlflow_governance.notifications.delivery import PENDING, DeliveryFailed, TargetGone
-from mlflow_governance.schema import event_deliveries as deliveries
 
 log = logging.getLogger(__name__)
 
@@ -333,7 +333,7 @@ def listing(store: Any, actor: str | None, users: Iterable[str] = ()) -> list[di
 def send_test(store: Any, actor: str | None, user: str) -> dict[str, Any]:
     """Admin only: send ``user`` a test message now (not through the outbox). ``{"user", "contact",
     "ok", "error"}``; a user without a contact is `GovernanceError` ``missing`` (404, exit 4)."""
-    from mlflow_governance.errors import GovernanceError
+    from mlflow_governance.core.errors import GovernanceError
 
     contacts.require_admin(store, actor)
     with store.engine.connect() as conn:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,8 +25,8 @@ from mlflow.protos.databricks_pb2 import (
 )
 from mlflow.server.handlers import catch_mlflow_exception
 
-from mlflow_governance import engine, workflow
-from mlflow_governance.errors import GovernanceError, leaks_database_text
+from mlflow_governance.core import engine, workflow
+from mlflow_governance.core.errors import GovernanceError, leaks_database_text
 from mlflow_governance.server import outage, permissions
 from mlflow_governance.server.databases import governed_store
 from mlflow_governance.server.permissions import EDIT, READ
@@ -116,16 +117,17 @@ def access(data):
             "feedback": admin or workflow.MODEL_MONITOR in held, "correct": admin or workflow.MODEL_OWNER in held}
 
 
-def initiate(data):
-    store, model = governed_store(), _text(data, "model")
+def _exists(store, model: str) -> bool:
     try:
         store.get_registered_model(model)
-        created = False
+        return True
     except MlflowException:
-        created = True
-    if not created:
-        # Putting someone's existing model under governance is acting on it.
-        permissions.require(model, EDIT, current_user())
+        return False
+
+
+def initiate(data):
+    store, model = governed_store(), _text(data, "model")
+    created = not _exists(store, model)  # an existing one needed EDIT (the route's rule)
     inventory_id = engine.initiate(
         store,
         model,
@@ -193,6 +195,8 @@ def _flag(data: dict[str, Any], key: str) -> bool:
 
 
 def may(data):
+    """Would the action be allowed? Asking is reading (the route's rule is READ); MLflow's EDIT on
+    the model is one of the conditions of the answer, as it is of the action itself."""
     model = _text(data, "model")
     if not permissions.allows(model, EDIT):  # the action would be refused before governance decides
         return {"allowed": False, "kind": "permission", "role": None, "stage": None,
@@ -263,7 +267,7 @@ def factsheet(data):
     fmt = _text(data, "format", required=False) or "md"
     if fmt not in ("md", "html"):
         raise MlflowException("format must be md or html", error_code=INVALID_PARAMETER_VALUE)
-    from mlflow_governance import environment_variables as ev
+    from mlflow_governance.core import environment_variables as ev
     from mlflow_governance.evidence.factsheet import live_evidence
 
     payload_url = ev.MLGOV_PAYLOAD_URL.get()
@@ -307,7 +311,7 @@ class _ServerSources:
 
 def trace(data):
     """The evidence behind one served prediction (`mlflow_governance.evidence.trace`); READ on its model."""
-    from mlflow_governance import environment_variables as ev
+    from mlflow_governance.core import environment_variables as ev
     from mlflow_governance.evidence import trace as tracing
 
     request_id = _text(data, "request_id")
@@ -328,7 +332,7 @@ def trace(data):
 def event_list(data):
     """Governance events after ``after`` (a seq), oldest first: every model's for an admin, else the
     models the user may read (READ on ``model`` when it is named)."""
-    from mlflow_governance import events
+    from mlflow_governance.core import events
 
     after = _positive_int(data, "after") or 0
     limit = _positive_int(data, "limit") or 100
@@ -369,8 +373,7 @@ def _require_user_exists(username: str) -> None:
 def grant(data):
     username, role = _text(data, "username"), _text(data, "role")
     store = governed_store()
-    if workflow.ADMIN in engine.roles_of(store, current_user()):
-        _require_user_exists(username)
+    _require_user_exists(username)
     return {"changed": engine.grant_role(store, username, role)}
 
 
@@ -387,8 +390,7 @@ def set_contact(data):
     from mlflow_governance.notifications import contacts
 
     username, store = _text(data, "username"), governed_store()
-    if workflow.ADMIN in engine.roles_of(store, current_user()):
-        _require_user_exists(username)
+    _require_user_exists(username)
     return contacts.set_contact(store, username, _text(data, "email", required=False),
                                 _text(data, "url", required=False), _flag(data, "clear"))
 
@@ -412,44 +414,108 @@ def notification_test(data):
     return people.send_test(governed_store(), current_user(), username)
 
 
-# (path, method, handler, MLflow permission needed on the model named by ``model``): the whole
-# API. The permission is checked before the handler runs whenever the request names a model;
-# None: the route names no model (lists filter by what the user may read themselves).
-ROUTES: tuple[tuple[str, str, Callable[[dict], Any], str | None], ...] = (
-    ("/whoami", "GET", whoami, None),
-    ("/models/initiate", "POST", initiate, None),  # EDIT on an existing model, checked inside
-    ("/models/transition", "POST", transition, EDIT),
-    ("/models/set-field", "POST", set_field, EDIT),
-    ("/models/monitors", "POST", set_monitors, EDIT),
-    ("/models/status", "GET", status, READ),
-    ("/models/may", "POST", may, READ),
-    ("/models/access", "GET", access, READ),  # a scoring sidecar asking what its caller may do  # writes nothing; POST for the fields it is asked about
-    ("/tasks", "GET", tasks, None),
-    ("/audit", "GET", audit_rows, READ),  # without a model: filtered to readable models
-    ("/audit/verify", "GET", audit_verify, None),
-    ("/audit/head", "GET", audit_head, None),
-    ("/factsheet", "GET", factsheet, READ),
-    ("/trace", "GET", trace, None),  # READ on the traced row's model, checked once the row is found
-    ("/events", "GET", event_list, READ),  # without a model: filtered to readable models
-    ("/events/status", "GET", event_status, None),
-    ("/roles/grant", "POST", grant, None),
-    ("/roles/revoke", "POST", revoke, None),
-    ("/roles/list", "GET", list_roles, None),
-    ("/users/contact", "POST", set_contact, None),  # the admin's, checked by the core
-    ("/notifications", "GET", notification_list, None),
-    ("/notifications/test", "POST", notification_test, None),
+# --- the route table ---------------------------------------------------------------------------
+
+
+def _named_model(data: dict[str, Any]) -> str | None:
+    return _text(data, "model", required=False)  # the handler says when a required one is missing
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Who may call a route, checked by `_view` before its handler (MLflow's basic-auth has already
+    signed the caller in). ``model_permission`` is MLflow's permission needed on the model the
+    request names (READ or EDIT), or None when the rule does not name one."""
+
+    name: str
+    check: Callable[[dict[str, Any]], None]
+    model_permission: str | None = None
+
+
+def _on_named_model(need: str) -> Callable[[dict[str, Any]], None]:
+    def check(data: dict[str, Any]) -> None:
+        model = _named_model(data)
+        if model is not None:
+            permissions.require(model, need, current_user())
+    return check
+
+
+def _signed_in(data: dict[str, Any]) -> None:
+    current_user()
+
+
+def _edit_if_it_exists(data: dict[str, Any]) -> None:
+    """Putting someone's existing model under governance is acting on it; a new one needs no grant."""
+    model = _named_model(data)
+    if model is not None and _exists(governed_store(), model):
+        permissions.require(model, EDIT, current_user())
+
+
+def _admin(action: str, audit_fields: Callable[[dict[str, Any]], dict[str, str]] | None = None) -> Rule:
+    """The governance Admin role (`workflow.may_administer`), decided by the core, which keeps the
+    audit row of a refused grant, revocation or contact change."""
+    def check(data: dict[str, Any]) -> None:
+        engine.require_admin(governed_store(), action, audit_fields(data) if audit_fields else None)
+    return Rule(f"ADMIN:{action}", check)
+
+
+def _role_fields(data: dict[str, Any]) -> dict[str, str]:
+    return {"user": str(data.get("username") or "").strip(), "role": str(data.get("role") or "")}
+
+
+def _contact_fields(data: dict[str, Any]) -> dict[str, str]:
+    from mlflow_governance.notifications import contacts
+
+    text = {key: data.get(key) if isinstance(data.get(key), str) else None for key in ("username", "email", "url")}
+    return contacts.audit_fields(text["username"], text["email"], text["url"], data.get("clear") is True)
+
+
+SIGNED_IN = Rule("SIGNED_IN", _signed_in)  # any signed-in user; the answer is about the caller
+READ_MODEL = Rule("READ", _on_named_model(READ), READ)
+EDIT_MODEL = Rule("EDIT", _on_named_model(EDIT), EDIT)
+EDIT_EXISTING = Rule("EDIT_EXISTING", _edit_if_it_exists, EDIT)
+# READ on the model when one is named; without one, the answer keeps only the models the caller
+# may read (`permissions.readable`, applied by the handler to the rows it found).
+READABLE_MODELS = Rule("READABLE_MODELS", _on_named_model(READ), READ)
+# Names no model: signed in, and the answer keeps only the models the caller may read.
+ONLY_READABLE = Rule("ONLY_READABLE", _signed_in)
+# READ on the model of the traced prediction, which only the row found names: the handler checks
+# it with `permissions.require` before it shows anything of the row.
+READ_TRACED_MODEL = Rule("READ_TRACED_MODEL", _signed_in)
+
+# (path, method, handler, rule): the whole API; `_view` checks the rule before the handler.
+ROUTES: tuple[tuple[str, str, Callable[[dict], Any], Rule], ...] = (
+    ("/whoami", "GET", whoami, SIGNED_IN),
+    ("/models/initiate", "POST", initiate, EDIT_EXISTING),
+    ("/models/transition", "POST", transition, EDIT_MODEL),
+    ("/models/set-field", "POST", set_field, EDIT_MODEL),
+    ("/models/monitors", "POST", set_monitors, EDIT_MODEL),
+    ("/models/status", "GET", status, READ_MODEL),
+    ("/models/may", "POST", may, READ_MODEL),  # writes nothing; POST for the fields it is asked about
+    ("/models/access", "GET", access, READ_MODEL),  # a scoring sidecar asking what its caller may do
+    ("/tasks", "GET", tasks, ONLY_READABLE),
+    ("/audit", "GET", audit_rows, READABLE_MODELS),
+    ("/audit/verify", "GET", audit_verify, ONLY_READABLE),
+    ("/audit/head", "GET", audit_head, SIGNED_IN),  # a sequence number and a hash: no model's data
+    ("/factsheet", "GET", factsheet, READ_MODEL),
+    ("/trace", "GET", trace, READ_TRACED_MODEL),
+    ("/events", "GET", event_list, READABLE_MODELS),
+    ("/events/status", "GET", event_status, SIGNED_IN),  # counts for everyone; failures named to admins
+    ("/roles/grant", "POST", grant, _admin(workflow.GRANT_ROLE, _role_fields)),
+    ("/roles/revoke", "POST", revoke, _admin(workflow.REVOKE_ROLE, _role_fields)),
+    ("/roles/list", "GET", list_roles, _admin(workflow.LIST_ROLES)),
+    ("/users/contact", "POST", set_contact, _admin(workflow.SET_CONTACT, _contact_fields)),
+    ("/notifications", "GET", notification_list, _admin(workflow.MANAGE_NOTIFICATIONS)),
+    ("/notifications/test", "POST", notification_test, _admin(workflow.MANAGE_NOTIFICATIONS)),
 )
 
 
-def _view(handler: Callable[[dict], Any], needs: str | None) -> Callable[[], Response]:
+def _view(handler: Callable[[dict], Any], rule: Rule) -> Callable[[], Response]:
     @catch_mlflow_exception
     def view() -> Response:
         data = _body()
         try:
-            if needs is not None:
-                model = _text(data, "model", required=False)  # the handler says when it is missing
-                if model is not None:
-                    permissions.require(model, needs, current_user())
+            rule.check(data)
             result = handler(data)
         except sa.exc.SQLAlchemyError as exc:
             raise outage.client_error(exc) from None
@@ -486,10 +552,10 @@ def _json_auth_errors(response: Response) -> Response:
 
 def register(app: Flask, auth_module) -> None:
     """Add the routes to MLflow's Flask app and declare them to basic-auth."""
-    for path, method, handler, needs in ROUTES:
+    for path, method, handler, rule in ROUTES:
         for prefix in (PREFIX, AJAX_PREFIX):
             app.add_url_rule(
-                prefix + path, endpoint=f"mlgov{prefix}{path}", view_func=_view(handler, needs), methods=[method]
+                prefix + path, endpoint=f"mlgov{prefix}{path}", view_func=_view(handler, rule), methods=[method]
             )
             auth_module.BEFORE_REQUEST_VALIDATORS[(prefix + path, method)] = _authenticated_only
     app.after_request(_json_auth_errors)

@@ -21,8 +21,8 @@ from mlflow.environment_variables import (
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-from mlflow_governance import config, settings
-from mlflow_governance import environment_variables as ev
+from mlflow_governance.core import config, settings
+from mlflow_governance.core import environment_variables as ev
 from mlflow_governance.server import databases
 
 MIN_PASSWORD_LENGTH = 12

@@ -4,7 +4,7 @@ An authenticated request costs a password check (werkzeug's scrypt, about 100 ms
 lock-out check and several reads of MLflow's permission store (the user, its grants, the model's
 permission; MLflow's response redaction asks again). A worker remembers those answers, but only
 while nothing they depend on has changed in *any* worker. One row of counters in the registry
-database says so (`mlflow_governance.schema.auth_counters`); each request reads it once (one
+database says so (`mlflow_governance.core.schema.auth_counters`); each request reads it once (one
 primary-key row) and an answer is used only while its counter still has the value it was computed
 under:
 
@@ -33,8 +33,8 @@ import sqlalchemy as sa
 from cachetools import TTLCache
 from flask import g, has_request_context
 
-from mlflow_governance import environment_variables as ev
-from mlflow_governance import schema
+from mlflow_governance.core import environment_variables as ev
+from mlflow_governance.core import schema
 
 _COUNTERS = "_mlgov_auth_counters"  # on flask.g: the counters this request read
 _CHANGED = "_mlgov_auth_changed"  # on flask.g: this request wrote to the auth store

@@ -46,8 +46,8 @@ import sqlalchemy as sa
 from flask import Response, g, has_request_context, redirect, request
 from werkzeug.datastructures import Authorization
 
-from mlflow_governance import environment_variables as ev
-from mlflow_governance import schema
+from mlflow_governance.core import environment_variables as ev
+from mlflow_governance.core import schema
 from mlflow_governance.server import auth_state
 
 _log = logging.getLogger(__name__)

@@ -37,8 +37,8 @@ import sqlalchemy as sa
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE, TEMPORARILY_UNAVAILABLE
 
-from mlflow_governance import environment_variables as ev
-from mlflow_governance.urls import scrub
+from mlflow_governance.core import environment_variables as ev
+from mlflow_governance.safe.urls import scrub
 
 _log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def governed_store():
     """The server's registry store; it must be the governed one."""
     from mlflow.server.handlers import _get_model_registry_store
 
-    from mlflow_governance.store import GovernedSqlAlchemyStore
+    from mlflow_governance.core.store import GovernedSqlAlchemyStore
 
     store = _get_model_registry_store()
     if not isinstance(store, GovernedSqlAlchemyStore):
@@ -102,7 +102,7 @@ class Database:
     @property
     def where(self) -> str:
         """The URL without its password or secret query values, for the operator's messages and the log."""
-        from mlflow_governance.urls import mask_url
+        from mlflow_governance.safe.urls import mask_url
 
         return mask_url(self.url)
 
@@ -127,7 +127,7 @@ def server_databases(registry_uri: str, backend_uri: str | None, auth_uri: str) 
     users; one used for several services is listed once, under the first (with every setting).
     A registry or tracking store that is no database (a file store) is left out; the user
     database must be one (INVALID_PARAMETER_VALUE naming the setting)."""
-    from mlflow_governance.store import SCHEME_PREFIX
+    from mlflow_governance.core.store import SCHEME_PREFIX
 
     registry = (registry_uri or "").removeprefix(SCHEME_PREFIX)
     candidates = (
@@ -159,7 +159,7 @@ def from_environment() -> list[Database]:
     governance settings (the process that starts the server)."""
     from mlflow.server.constants import BACKEND_STORE_URI_ENV_VAR, REGISTRY_STORE_URI_ENV_VAR
 
-    from mlflow_governance import environment_variables as ev
+    from mlflow_governance.core import environment_variables as ev
     registry = os.environ.get(REGISTRY_STORE_URI_ENV_VAR) or ev.MLFLOW_REGISTRY_STORE_URI.get() or ""
     backend = os.environ.get(BACKEND_STORE_URI_ENV_VAR) or ev.MLFLOW_BACKEND_STORE_URI.get()
     return server_databases(registry, backend, auth_database_uri())
@@ -263,7 +263,7 @@ def migrate(registry_uri: str, backend_uri: str | None, auth_uri: str) -> None:
             raise _unreachable(db, reason)
     step = registry_db
     try:
-        from mlflow_governance.plugin import governed_store_builder
+        from mlflow_governance.core.plugin import governed_store_builder
 
         store = governed_store_builder(registry_uri)  # MLflow's registry schema, then the mlgov_ tables
         store.engine.dispose()

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from cachetools import LRUCache
 from starlette.concurrency import run_in_threadpool
 
-from mlflow_governance.environment_variables import MLGOV_ALLOWED_ORIGINS
+from mlflow_governance.core.environment_variables import MLGOV_ALLOWED_ORIGINS
 
 # Native paths that MLflow's own middleware leaves unauthenticated.
 PUBLIC_NATIVE_PATHS = ("/api/3.0/mlflow/server-info", "/ajax-api/3.0/mlflow/server-info")

@@ -42,7 +42,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, TEMPORARILY_UNAVAILABLE
 from sqlalchemy import event
 
-from mlflow_governance.errors import leaks_database_text
+from mlflow_governance.core.errors import leaks_database_text
 from mlflow_governance.server import databases as dbs
 
 _log = logging.getLogger(__name__)

@@ -28,8 +28,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from werkzeug.exceptions import HTTPException
 
-from mlflow_governance import engine, tags, workflow
-from mlflow_governance.errors import GovernanceError, leaks_database_text
+from mlflow_governance.core import engine, tags, workflow
+from mlflow_governance.core.errors import GovernanceError, leaks_database_text
 from mlflow_governance.server import outage, permissions
 from mlflow_governance.server.api import MAX_INT, current_user, visible_tasks
 from mlflow_governance.server.databases import governed_store

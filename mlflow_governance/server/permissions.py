@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import PERMISSION_DENIED
 
-from mlflow_governance.environment_variables import MLGOV_USER_LIST
+from mlflow_governance.core.environment_variables import MLGOV_USER_LIST
 
 READ = "READ"
 EDIT = "EDIT"

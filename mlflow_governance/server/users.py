@@ -18,7 +18,7 @@ import re
 
 from flask import Flask, Response, request
 
-from mlflow_governance.errors import leaks_database_text
+from mlflow_governance.core.errors import leaks_database_text
 
 _logger = logging.getLogger(__name__)
 

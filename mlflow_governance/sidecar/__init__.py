@@ -9,12 +9,18 @@ production monitor (`watch`). Each worker:
   and usable, or one version under validation in staging mode) and why not, from the registry
   with a short cache, failing closed when the registry cannot be read;
 * parses and checks request bodies against the model signature (`bodies`);
+* loads each served version's model once and its explainer at the first ``/explain`` (`models`),
+  scoring concurrent requests together with a batch window (`batching`);
 * hands every scored row to the `payloads` writer, which stores them in batches from a
   background thread (spooling to local files while the payload database is down);
 * counts what it does for Prometheus (`metrics`, multiprocess mode under gunicorn).
 
 `ServeOptions` is what a worker needs to know; ``mlgov serve`` passes it to the workers as JSON
 in the environment. Importing this package is cheap: no Flask, NumPy or database import.
+
+Owns: serving a governed version (gate, routes, payload store, production monitor, process).
+May import: the core, safe, the client, monitoring and scoring; nothing above (no validation,
+evidence, server or CLI).
 """
 
 from __future__ import annotations
@@ -39,6 +45,16 @@ DEFAULT_MAX_VALUE_CHARS = 256
 DEFAULT_EXPLAIN_PER_MINUTE = 30
 DEFAULT_EXPLAIN_QUEUE = 2
 DEFAULT_AUTH_CACHE_SECONDS = 2.0
+#: The production monitor's cadence (`watch.Watcher`, `server.ServerOptions` and ``mlgov serve``):
+#: evaluate after this many new rows or this many seconds (0: not by rows / time; both 0: off), over
+#: the latest window of rows, at least this many seconds apart, at most this share of one core,
+#: with evidently's HTML report at most this often (0: every evaluation).
+DEFAULT_MONITOR_EVERY_ROWS = 1000
+DEFAULT_MONITOR_EVERY_SECONDS = 20.0
+DEFAULT_MONITOR_WINDOW_ROWS = 5000
+DEFAULT_MONITOR_MIN_INTERVAL_SECONDS = 5.0
+DEFAULT_MONITOR_CPU_SHARE = 0.2
+DEFAULT_MONITOR_REPORT_EVERY_SECONDS = 300.0
 PAYLOAD_FILE = "mlgov-payloads.db"
 SPOOL_DIR = "mlgov-spool"
 PRODUCTION = "production"
@@ -48,6 +64,16 @@ STAGING = "staging"
 def default_payload_url(workdir: str | Path | None = None) -> str:
     """SQLite next to the working directory: ``sqlite:///<cwd>/mlgov-payloads.db``."""
     return f"sqlite:///{Path(workdir or Path.cwd()).resolve() / PAYLOAD_FILE}"
+
+
+def configured_payload_url() -> str | None:
+    """The payload database the ``MLGOV_PAYLOAD_URL`` setting names (the one the governance server's
+    trace route reads), or None: ``mlgov serve``'s default for ``--payload-url``, resolved once in
+    its own process (the workers get the resolved `ServeOptions`). None leaves it to
+    `default_payload_url`."""
+    from mlflow_governance.core import environment_variables as ev
+
+    return ev.MLGOV_PAYLOAD_URL.get()
 
 
 @dataclass(frozen=True)
@@ -134,7 +160,7 @@ class ServeOptions:
     @classmethod
     def from_environment(cls) -> ServeOptions:
         """The options ``mlgov serve`` handed to its workers (``MLGOV_SERVE_OPTIONS``)."""
-        from mlflow_governance.environment_variables import MLGOV_SERVE_OPTIONS
+        from mlflow_governance.core.environment_variables import MLGOV_SERVE_OPTIONS
 
         text = MLGOV_SERVE_OPTIONS.get()
         if not text:
@@ -146,7 +172,7 @@ def client_credentials() -> tuple[str, str] | None:
     """The basic-auth credentials a program of ours sends to a sidecar: MLflow's
     ``MLFLOW_TRACKING_USERNAME``/``PASSWORD`` (the same user it is against the governance server);
     None when unset (a ``--no-auth`` development sidecar)."""
-    from mlflow_governance.environment_variables import MLFLOW_TRACKING_PASSWORD, MLFLOW_TRACKING_USERNAME
+    from mlflow_governance.core.environment_variables import MLFLOW_TRACKING_PASSWORD, MLFLOW_TRACKING_USERNAME
 
     user, password = MLFLOW_TRACKING_USERNAME.get(), MLFLOW_TRACKING_PASSWORD.get()
     return (user, password) if user and password else None
@@ -155,7 +181,7 @@ def client_credentials() -> tuple[str, str] | None:
 def governance_server() -> str | None:
     """The governance server the registry URI names (the one that authenticates callers), or None
     for a local registry (`GovernanceClient.remote`'s rule)."""
-    from mlflow_governance.client import GovernanceClient
+    from mlflow_governance.client.governance import GovernanceClient
 
     client = GovernanceClient()
     return client.registry_uri if client.remote else None
@@ -169,7 +195,7 @@ def no_auth_args() -> list[str]:
 
 def environment_with(options: ServeOptions, env: dict[str, str] | None = None) -> dict[str, str]:
     """``env`` (default: this process's) with ``options`` added for the workers."""
-    from mlflow_governance.environment_variables import MLGOV_SERVE_OPTIONS
+    from mlflow_governance.core.environment_variables import MLGOV_SERVE_OPTIONS
 
     out = dict(os.environ if env is None else env)
     out[MLGOV_SERVE_OPTIONS.name] = options.to_json()

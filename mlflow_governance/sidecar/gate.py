@@ -35,7 +35,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from mlflow_governance import workflow as wf
+from mlflow_governance.core import workflow as wf
 from mlflow_governance.sidecar import ServeOptions, schema
 
 log = logging.getLogger(__name__)
@@ -114,44 +114,51 @@ def decide(options: ServeOptions, status: dict[str, Any], previous: int | None =
                            refusal=_decommissioned(model, previous))
         return Verdict(None, production_version=None, refusal=_not_servable(
             f"{model} has no production version: the {alias!r} alias points at no version (none is Ready to Use)"))
-    entry = versions.get(version)
-    if entry is None:
-        return Verdict(version, production_version=production, refusal=_not_servable(
-            f"{model} version {version} is not in the governed workflow"))
-    stage, usability = entry.get("stage"), entry.get("usability")
-    if stage == wf.DECOMMISSIONED:
-        return Verdict(version, stage, usability, production, _decommissioned(model, version))
+    verdict = _listed(model, version, versions, production)
+    if verdict.refusal is not None:
+        return verdict
+    stage, usability = verdict.stage, verdict.usability
     if version != production or stage != wf.READY_TO_USE:
         where = f"version {production}" if production is not None else "no version"
-        return Verdict(version, stage, usability, production, _not_servable(
+        return replace(verdict, refusal=_not_servable(
             f"{model} version {version} is not in production (stage {stage}; the {alias!r} alias points at {where}): "
             "production mode serves only the Ready to Use version of the production alias"))
     if usability != wf.USABILITY_ACCEPT:
-        return Verdict(version, stage, usability, production, Refusal(
+        return replace(verdict, refusal=Refusal(
             423, "MODEL_EXECUTION_NOT_ALLOWED",
             f"model execution not allowed: {model} version {version} has usability {usability}",
             "usability_reject", {"model": model, "version": version, "usability": usability}))
-    return Verdict(version, stage, usability, production)
+    return verdict
 
 
 def _decide_staging(options: ServeOptions, versions: dict[int, dict[str, Any]], production: int | None) -> Verdict:
     model, version = options.model, int(options.version or 0)
+    verdict = _listed(model, version, versions, production)
+    if verdict.refusal is not None:
+        return verdict
+    stage = verdict.stage
+    if version == production or stage == wf.READY_TO_USE:
+        return replace(verdict, refusal=_not_servable(
+            f"{model} version {version} is Ready to Use: a staging sidecar never answers for production "
+            "(serve it with --alias production)", 409, "NOT_IN_STAGING", "not_in_staging"))
+    if stage not in STAGING_STAGES:
+        return replace(verdict, refusal=_not_servable(
+            f"{model} version {version} is in {stage}: staging serves a version from {STAGING_STAGES[0]} to "
+            f"{STAGING_STAGES[-1]}", 409, "NOT_IN_STAGING", "not_in_staging"))
+    return verdict
+
+
+def _listed(model: str, version: int, versions: dict[int, dict[str, Any]], production: int | None) -> Verdict:
+    """The verdict on ``version`` from its entry in the governed workflow alone, for both modes:
+    refused when it is not in the workflow (503) or is decommissioned (410), else serving, for the
+    mode's own rule (`decide`, `_decide_staging`) to refuse with `dataclasses.replace`."""
     entry = versions.get(version)
     if entry is None:
         return Verdict(version, production_version=production, refusal=_not_servable(
             f"{model} version {version} is not in the governed workflow"))
     stage, usability = entry.get("stage"), entry.get("usability")
-    if stage == wf.DECOMMISSIONED:
-        return Verdict(version, stage, usability, production, _decommissioned(model, version))
-    if version == production or stage == wf.READY_TO_USE:
-        return Verdict(version, stage, usability, production, _not_servable(
-            f"{model} version {version} is Ready to Use: a staging sidecar never answers for production "
-            "(serve it with --alias production)", 409, "NOT_IN_STAGING", "not_in_staging"))
-    if stage not in STAGING_STAGES:
-        return Verdict(version, stage, usability, production, _not_servable(
-            f"{model} version {version} is in {stage}: staging serves a version from {STAGING_STAGES[0]} to "
-            f"{STAGING_STAGES[-1]}", 409, "NOT_IN_STAGING", "not_in_staging"))
-    return Verdict(version, stage, usability, production)
+    refusal = _decommissioned(model, version) if stage == wf.DECOMMISSIONED else None
+    return Verdict(version, stage, usability, production, refusal)
 
 
 # --- why usability is reject ---------------------------------------------------------------
@@ -275,7 +282,7 @@ class Gate:
     @property
     def client(self) -> Any:
         if self._client is None:
-            from mlflow_governance.client import GovernanceClient
+            from mlflow_governance.client.governance import GovernanceClient
 
             client = GovernanceClient()
             if client.remote:  # a read that hangs must not outlive the cache by much
@@ -409,8 +416,8 @@ class Gate:
 
 def _reason(exc: BaseException) -> str:
     """A failure in words for a client: no database error text, no traceback."""
-    from mlflow_governance.errors import leaks_database_text
-    from mlflow_governance.urls import scrub
+    from mlflow_governance.core.errors import leaks_database_text
+    from mlflow_governance.safe.urls import scrub
 
     lines = str(getattr(exc, "message", None) or exc).strip().splitlines()
     text = lines[0][:300] if lines else type(exc).__name__

@@ -222,7 +222,7 @@ def _pid_alive(pid: int) -> bool:
 
 def _short(exc: BaseException) -> str:
     """What went wrong, without a database error's text (SQL, parameters) in it."""
-    from mlflow_governance.errors import leaks_database_text
+    from mlflow_governance.core.errors import leaks_database_text
 
     lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     text = lines[0] if lines else type(exc).__name__

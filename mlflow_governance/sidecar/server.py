@@ -45,7 +45,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlflow_governance.sidecar import ServeOptions, environment_with
+from mlflow_governance.sidecar import (
+    DEFAULT_MONITOR_CPU_SHARE,
+    DEFAULT_MONITOR_EVERY_ROWS,
+    DEFAULT_MONITOR_EVERY_SECONDS,
+    DEFAULT_MONITOR_MIN_INTERVAL_SECONDS,
+    DEFAULT_MONITOR_REPORT_EVERY_SECONDS,
+    ServeOptions,
+    environment_with,
+)
 
 log = logging.getLogger("mlflow_governance.sidecar")
 
@@ -134,7 +142,7 @@ def child_exit(server: Any, worker: Any) -> None:
 
 
 #: What every worker imports to serve: loaded by the master before it forks them.
-PREIMPORT = ("numpy", "pandas", "flask", "mlflow", "mlflow_governance.client", "mlflow_governance.model_files",
+PREIMPORT = ("numpy", "pandas", "flask", "mlflow", "mlflow_governance.client.governance", "mlflow_governance.safe.model_files",
              "mlflow_governance.sidecar.app", "skops.io", "sklearn.pipeline", "sklearn.compose",
              "sklearn.preprocessing", "sklearn.linear_model", "sklearn.ensemble")
 
@@ -200,11 +208,11 @@ class ServerOptions:
     threads: int = 1
     timeout: int = 60
     graceful_timeout: int = 30
-    monitor_every_rows: int = 1000
-    monitor_every_seconds: float = 20.0
-    monitor_min_interval_seconds: float = 5.0
-    monitor_cpu_share: float = 0.2
-    monitor_report_every_seconds: float = 300.0
+    monitor_every_rows: int = DEFAULT_MONITOR_EVERY_ROWS
+    monitor_every_seconds: float = DEFAULT_MONITOR_EVERY_SECONDS
+    monitor_min_interval_seconds: float = DEFAULT_MONITOR_MIN_INTERVAL_SECONDS
+    monitor_cpu_share: float = DEFAULT_MONITOR_CPU_SHARE
+    monitor_report_every_seconds: float = DEFAULT_MONITOR_REPORT_EVERY_SECONDS
 
     @property
     def monitoring(self) -> bool:
@@ -267,19 +275,19 @@ def preflight(options: ServeOptions) -> Any:
 
 
 def check_model_document(model: str, version: int) -> None:
-    """The version's MLmodel file: a skops-saved sklearn model with a signature the sidecar can
+    """The version's MLmodel file: a model the loading policy lets the workers load
+    (`model_files.sklearn_flavor`: scikit-learn saved with skops) with a signature the sidecar can
     check (the workers load the model itself, under the skops allowlist)."""
     import mlflow
     import yaml
 
+    from mlflow_governance.safe.model_files import sklearn_flavor
     from mlflow_governance.sidecar.bodies import columns_from_mlmodel
 
     with tempfile.TemporaryDirectory(prefix="mlgov-serve-check-") as tmp:
         path = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model}/{version}/MLmodel", dst_path=tmp)
         document = yaml.safe_load(Path(path).read_text()) or {}
-    flavor = (document.get("flavors") or {}).get("sklearn") or {}
-    if flavor.get("serialization_format") != "skops":
-        raise ValueError("only scikit-learn models saved with skops are served (the model files policy)")
+    sklearn_flavor(document, "the model")  # preflight's message names models:/MODEL/VERSION
     columns_from_mlmodel(document)
 
 
@@ -438,6 +446,6 @@ def run(options: ServeOptions, server: ServerOptions) -> int:
 
 def _shown_url(url: str | None) -> str:
     """``url`` with its password and secret query values masked (the start-up log)."""
-    from mlflow_governance.urls import mask_url
+    from mlflow_governance.safe.urls import mask_url
 
     return mask_url(url) if url else "(none)"

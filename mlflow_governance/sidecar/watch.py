@@ -50,17 +50,20 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from mlflow_governance import workflow
+from mlflow_governance.core import workflow
 from mlflow_governance.monitoring.base import BREACH
-from mlflow_governance.sidecar import default_payload_url, schema
+from mlflow_governance.sidecar import (
+    DEFAULT_MONITOR_CPU_SHARE,
+    DEFAULT_MONITOR_EVERY_ROWS,
+    DEFAULT_MONITOR_EVERY_SECONDS,
+    DEFAULT_MONITOR_MIN_INTERVAL_SECONDS,
+    DEFAULT_MONITOR_REPORT_EVERY_SECONDS,
+    DEFAULT_MONITOR_WINDOW_ROWS,
+    default_payload_url,
+    schema,
+)
 
 log = logging.getLogger(__name__)
-DEFAULT_EVERY_ROWS = 1000
-DEFAULT_EVERY_SECONDS = 20.0
-DEFAULT_WINDOW_ROWS = 5000
-DEFAULT_MIN_INTERVAL_SECONDS = 5.0
-DEFAULT_CPU_SHARE = 0.2
-DEFAULT_REPORT_EVERY_SECONDS = 300.0
 POLL_SECONDS = 1.0
 REPORT_ARTIFACT = "monitoring/evidently_drift.html"
 ANONYMOUS = "(anonymous)"  # rows scored or labelled without a caller identity (--no-auth)
@@ -176,13 +179,13 @@ class Watcher:
     version: int | None = None
     alias: str | None = None
     payload_url: str | None = None
-    every_rows: int = DEFAULT_EVERY_ROWS
-    every_seconds: float = DEFAULT_EVERY_SECONDS
+    every_rows: int = DEFAULT_MONITOR_EVERY_ROWS
+    every_seconds: float = DEFAULT_MONITOR_EVERY_SECONDS
     staging: bool = False
-    window_rows: int = DEFAULT_WINDOW_ROWS
-    min_interval_seconds: float = DEFAULT_MIN_INTERVAL_SECONDS
-    cpu_share: float = DEFAULT_CPU_SHARE
-    report_every_seconds: float = DEFAULT_REPORT_EVERY_SECONDS
+    window_rows: int = DEFAULT_MONITOR_WINDOW_ROWS
+    min_interval_seconds: float = DEFAULT_MONITOR_MIN_INTERVAL_SECONDS
+    cpu_share: float = DEFAULT_MONITOR_CPU_SHARE
+    report_every_seconds: float = DEFAULT_MONITOR_REPORT_EVERY_SECONDS
     experiment: str | None = None
     client: Any = None
     last: dict[str, Any] = field(default_factory=dict)
@@ -210,7 +213,7 @@ class Watcher:
     @property
     def governance(self):
         if self.client is None:
-            from mlflow_governance.client import GovernanceClient
+            from mlflow_governance.client.governance import GovernanceClient
 
             self.client = GovernanceClient()
         return self.client
@@ -250,9 +253,9 @@ class Watcher:
 
     def _monitors(self, version: int, status: dict[str, Any]):
         """The monitors for ``version`` under its configuration in force, prepared once."""
+        from mlflow_governance.core.monitor_config import config_in_force
         from mlflow_governance.monitoring import suite
-        from mlflow_governance.monitoring.config import config_in_force
-        from mlflow_governance.validation.inputs import load_version
+        from mlflow_governance.scoring.inputs import load_version
 
         config, _ = config_in_force(status)
         key = (version, config.digest())
@@ -439,7 +442,7 @@ class Watcher:
             stop.wait(POLL_SECONDS)
 
 
-def run_batch(model: str, payload_url: str, version: int | None = None, window_rows: int = DEFAULT_WINDOW_ROWS,
+def run_batch(model: str, payload_url: str, version: int | None = None, window_rows: int = DEFAULT_MONITOR_WINDOW_ROWS,
               staging: bool = False):
     """One evaluation over the payload table (`mlgov monitor`, ``mlflow run . -e monitor``), always
     with evidently's report."""

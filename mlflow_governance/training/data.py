@@ -10,6 +10,7 @@ calibration).
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -17,21 +18,14 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import pandas as pd
 
-from mlflow_governance.flights import LABEL
-
-NUMERIC_FEATURES: tuple[str, ...] = (
-    "MONTH",
-    "DAY",
-    "DAY_OF_WEEK",
-    "SCHEDULED_HOUR",
-    "DEPARTURE_DELAY",
-    "DISTANCE",
+from mlflow_governance.core.features import (
+    CATEGORICAL_FEATURES,
+    INTEGER_FEATURES,
+    LABEL,
+    NUMERIC_FEATURES,
+    REQUIRED_COLUMNS,
 )
-INTEGER_FEATURES: tuple[str, ...] = ("MONTH", "DAY", "DAY_OF_WEEK", "SCHEDULED_HOUR")
-CATEGORICAL_FEATURES: tuple[str, ...] = ("CARRIER", "ORIGIN_AIRPORT", "DESTINATION_AIRPORT")
-FEATURES: tuple[str, ...] = NUMERIC_FEATURES + CATEGORICAL_FEATURES
-NOT_FEATURES: tuple[str, ...] = ("FLIGHT_ID", "YEAR")
-REQUIRED_COLUMNS: tuple[str, ...] = FEATURES + (LABEL,)
+
 DEFAULT_SEED = 42
 SPLIT_FRACTIONS = (0.6, 0.2, 0.2)
 MIN_LABELED_ROWS = 100
@@ -98,22 +92,31 @@ def read_training_data(uri: str) -> pd.DataFrame:
     A downloaded copy (``runs:/...`` and other artifact URIs) lives only while it is read.
     """
     with tempfile.TemporaryDirectory(prefix="mlgov-train-data-") as download_dir:
-        return _read_training_data(local_path(uri, download_dir))
+        return read_parquet(local_path(uri, download_dir), REQUIRED_COLUMNS)
 
 
-def _read_training_data(path: Path) -> pd.DataFrame:
+def read_parquet(
+    path: Path,
+    required: Sequence[str],
+    *,
+    what: str = "training data",
+    shown: str | None = None,
+    columns: str = "column(s)",
+    expected: str = "expected the acquisition columns",
+) -> pd.DataFrame:
+    """The Parquet file at ``path``, which must have the columns ``required``; a ValueError naming
+    it as ``what`` ``shown`` (default: the path) when it is missing, not a readable Parquet file,
+    or lacks one of them (``... lacks {columns} A, B ({expected} ...)``)."""
+    shown = str(path) if shown is None else shown
     if not path.is_file():
-        raise ValueError(f"training data {str(path)!r} does not exist (or is not a file)")
+        raise ValueError(f"{what} {shown!r} does not exist (or is not a file)")
     try:
         df = pd.read_parquet(path)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a bad file
-        raise ValueError(f"training data {str(path)!r} is not a readable Parquet file: {exc}") from exc
-    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+        raise ValueError(f"{what} {shown!r} is not a readable Parquet file: {exc}") from exc
+    missing = [c for c in required if c not in df.columns]
     if missing:
-        raise ValueError(
-            f"training data {str(path)!r} lacks column(s) {', '.join(missing)} "
-            f"(expected the acquisition columns {', '.join(REQUIRED_COLUMNS)})"
-        )
+        raise ValueError(f"{what} {shown!r} lacks {columns} {', '.join(missing)} ({expected} {', '.join(required)})")
     return df
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from mlflow_governance.training.data import DEFAULT_SEED, FEATURES, NOT_FEATURES, load
+from mlflow_governance.core.features import FEATURES, NOT_FEATURES
+from mlflow_governance.training.data import DEFAULT_SEED, load
 from mlflow_governance.training.register import (
     DevelopmentResult,
     development_run,
@@ -35,7 +36,7 @@ def train(
     """
     import mlflow
 
-    from mlflow_governance.client import GovernanceClient
+    from mlflow_governance.client.governance import GovernanceClient
 
     check_metric(metric)
     client = client or GovernanceClient()

@@ -20,7 +20,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.pipeline import Pipeline
 
-from mlflow_governance.training.data import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES
+from mlflow_governance.core.features import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES
 from mlflow_governance.training.pipeline import ordinal_preprocessor
 
 PROBABILITY_COLUMN = "PRIMARY_PROBABILITY"

@@ -2,7 +2,7 @@
 
 The file is a skops (``.skops``) file of a fitted binary scikit-learn classifier that takes the
 raw feature columns. It is loaded under the project's model-loading policy
-(`mlflow_governance.model_files`): only if every type it needs is in the allowlist (scikit-learn's
+(`mlflow_governance.safe.model_files`): only if every type it needs is in the allowlist (scikit-learn's
 public estimators, their known helpers, NumPy/SciPy value types), checked on the schema before
 any object is built. Pickle and joblib files (``.pkl``, ``.pickle``, ``.joblib``) are refused
 without being opened, since unpickling runs code from the file; the message says how to convert
@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 from sklearn.base import BaseEstimator
 
-from mlflow_governance.model_files import load_model_file, skops_types_for
+from mlflow_governance.safe.model_files import load_model_file, skops_types_for
 from mlflow_governance.training.data import DEFAULT_SEED, Split, load
 from mlflow_governance.training.register import (
     DevelopmentResult,
@@ -87,7 +87,7 @@ def import_model(
     """Register the outside model in ``model_file`` as a new governed version of ``model`` and submit it."""
     import mlflow
 
-    from mlflow_governance.client import GovernanceClient
+    from mlflow_governance.client.governance import GovernanceClient
 
     check_metric(metric)
     client = client or GovernanceClient()

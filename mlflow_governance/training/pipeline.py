@@ -9,7 +9,7 @@ missing.
 Models are saved with skops, never pickle. skops refuses to load types it does not know; the
 types a pipeline needs are listed with ``skops.io.get_untrusted_types`` and declared as
 ``skops_trusted_types`` only when every one is in the model-loading allowlist of
-`mlflow_governance.model_files` (the project's one loading policy, which `trusted_types` applies).
+`mlflow_governance.safe.model_files` (the project's one loading policy, which `trusted_types` applies).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
-from mlflow_governance.model_files import skops_types_for
-from mlflow_governance.training.data import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from mlflow_governance.core.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from mlflow_governance.safe.model_files import skops_types_for
 
 
 def one_hot_preprocessor(

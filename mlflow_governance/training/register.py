@@ -23,8 +23,8 @@ from typing import Any
 import pandas as pd
 from sklearn.base import BaseEstimator
 
-from mlflow_governance import workflow
-from mlflow_governance.flights import LABEL
+from mlflow_governance.core import workflow
+from mlflow_governance.core.features import LABEL
 from mlflow_governance.training import drift
 from mlflow_governance.training.data import LabeledData, Split
 from mlflow_governance.training.pipeline import trusted_types

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlflow_governance.flights import LABEL
-from mlflow_governance.training.data import CATEGORICAL_FEATURES, NUMERIC_FEATURES, LabeledData
+from mlflow_governance.core.features import CATEGORICAL_FEATURES, LABEL, NUMERIC_FEATURES
+from mlflow_governance.training.data import LabeledData
 
 SCHEMA_VERSION = 1
 QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)

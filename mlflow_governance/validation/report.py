@@ -4,7 +4,7 @@ The page puts the verdict first, then every figure against its threshold, the co
 and ROC curve (PNG images embedded as data URIs), the fairness and drift tables and evidently's
 own drift report (embedded in an ``iframe`` ``srcdoc``, so the page needs no other file; the frame is
 sandboxed with scripts only, so evidently's JavaScript runs but cannot reach this page, and the
-report is first made safe by `mlflow_governance.html_safety`). The
+report is first made safe by `mlflow_governance.safe.html`). The
 JSON is keyed by figure (``quality.accuracy``, ``drift.share_drifted``...), each with its
 threshold and verdict, plus the overall verdict and the configuration digest. When the validation
 ran the UAT smoke test (`mlflow_governance.validation.smoke`), the JSON has its result under
@@ -20,8 +20,8 @@ from typing import Any
 
 from jinja2 import Environment, select_autoescape
 
-from mlflow_governance.html_safety import safe_report_html
 from mlflow_governance.monitoring.suite import Evaluation
+from mlflow_governance.safe.html import safe_report_html
 
 REPORT_SCHEMA = 1
 

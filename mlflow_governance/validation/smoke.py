@@ -1,12 +1,13 @@
 """UAT deployment: a REST smoke test of the version under validation on a staging sidecar.
 
 ``mlgov validate --smoke-test`` starts ``mlgov serve --model NAME --version N --staging`` itself
-(`StagingSidecar`): a child process on a free 127.0.0.1 port, with a payload database and spool
-of its own in a temporary directory, the production monitor off, and the validator's own
-identity and registry (``MLGOV_USER``, or ``MLFLOW_TRACKING_USERNAME``/``PASSWORD`` against a
-server, inherited from the validation's environment). It waits for ``/health``, runs the smoke
-test, and stops the sidecar with SIGTERM (a clean stop is exit 0), always: after a failure, an
-error or an interrupt too. ``--smoke-url URL`` tests a staging sidecar that is already running
+(`StagingSidecar`, which runs it as a `mlflow_governance.sidecar.process.SidecarProcess`): a child
+process on a free 127.0.0.1 port, with a payload database and spool of its own in a temporary
+directory, the production monitor off, and the validator's own identity and registry
+(``MLGOV_USER``, or ``MLFLOW_TRACKING_USERNAME``/``PASSWORD`` against a server, inherited from
+the validation's environment). It waits for ``/health``, runs the smoke test, and stops the
+sidecar with SIGTERM (a clean stop is exit 0), always: after a failure, an error or an interrupt
+too. ``--smoke-url URL`` tests a staging sidecar that is already running
 (the deployer's, say); `check_running` first confirms, before anything is written, that its
 ``/status`` answers for this model and version in staging mode.
 
@@ -35,7 +36,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -47,9 +47,10 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_CONFLICT
 
-from mlflow_governance import workflow
+from mlflow_governance.core import workflow
 from mlflow_governance.sidecar import no_auth_args
 from mlflow_governance.sidecar.bodies import FORMATS
+from mlflow_governance.sidecar.process import SidecarProcess, mlgov_command
 
 SAMPLE_ROWS = 20
 SAMPLE_SEED = 0
@@ -424,22 +425,9 @@ def grouped(failures: list[str]) -> list[str]:
 # --- a staging sidecar of the validator's own ----------------------------------------------------
 
 
-def mlgov_command() -> list[str]:
-    """``mlgov`` of this interpreter's environment."""
-    binary = Path(sys.executable).parent / "mlgov"
-    if binary.exists():
-        return [str(binary)]
-    return [sys.executable, "-c", "import sys; from mlflow_governance.cli.main import cli; sys.exit(cli())"]
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
 class StagingSidecar:
-    """``mlgov serve --model M --version N --staging`` as a child process of the validation.
+    """``mlgov serve --model M --version N --staging`` as a child process of the validation
+    (`mlflow_governance.sidecar.process.SidecarProcess`).
 
     Started (without waiting) on entering the ``with`` block, so that it boots while the
     validation scores; `wait_ready` waits for ``/health``; leaving the block stops it (SIGTERM,
@@ -450,16 +438,25 @@ class StagingSidecar:
 
     def __init__(self, model: str, version: int, registry_uri: str | None = None, host: str = "127.0.0.1"):
         self.model, self.version, self.registry_uri, self.host = model, int(version), registry_uri, host
-        self.proc: subprocess.Popen | None = None
-        self.port: int | None = None
-        self.command: list[str] = []
+        self.process: SidecarProcess | None = None
         self.exit_code: int | None = None
         self.log_text = ""
         self.stopped_cleanly: bool | None = None
         self._tmp: Path | None = None
-        self._log: Any = None
         self._old_sigterm: Any = None
         self.interrupted: int | None = None
+
+    @property
+    def proc(self) -> subprocess.Popen | None:
+        return self.process.proc if self.process else None
+
+    @property
+    def port(self) -> int | None:
+        return self.process.port if self.process else None
+
+    @property
+    def command(self) -> list[str]:
+        return self.process.command if self.process else []
 
     @property
     def url(self) -> str:
@@ -476,7 +473,6 @@ class StagingSidecar:
 
     def start(self) -> StagingSidecar:
         self._tmp = Path(tempfile.mkdtemp(prefix="mlgov-smoke-"))
-        self._log = open(self._tmp / "sidecar.log", "w+", encoding="utf-8", errors="replace")  # noqa: SIM115
         if threading.current_thread() is threading.main_thread():
             def interrupted(signum: int, _frame: Any) -> None:
                 # Remembered as well as raised: a signal that lands while the main thread runs a
@@ -494,50 +490,41 @@ class StagingSidecar:
         return self
 
     def _spawn(self) -> None:
+        """A new ``mlgov serve`` on a free port, its output appended to ``sidecar.log``."""
         assert self._tmp is not None
-        self.port = _free_port(self.host)
-        self.command = [
-            *mlgov_command(), "serve", "--model", self.model, "--version", str(self.version), "--staging",
-            "--host", self.host, "--port", str(self.port), "--workers", "1",
-            "--monitor-every-rows", "0", "--monitor-every-seconds", "0",
-            "--payload-url", f"sqlite:///{self._tmp / 'payloads.db'}", "--spool-dir", str(self._tmp / "spool"),
-            *no_auth_args(),
-        ]
-        self.proc = subprocess.Popen(self.command, cwd=self._tmp, env=self.environment(), stdin=subprocess.DEVNULL,
-                                     stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = SidecarProcess(
+            ["--model", self.model, "--version", str(self.version), "--staging"], self.environment(), self._tmp,
+            self.host, name="sidecar", later_args=[
+                "--workers", "1", "--monitor-every-rows", "0", "--monitor-every-seconds", "0",
+                "--payload-url", f"sqlite:///{self._tmp / 'payloads.db'}", "--spool-dir", str(self._tmp / "spool"),
+                *no_auth_args()])
+        self.process.start()
 
     def _log_so_far(self) -> str:
-        if self._log is None:
+        if self._tmp is None or self.process is None:
             return self.log_text
-        self._log.flush()
-        return (self._tmp / "sidecar.log").read_text(errors="replace") if self._tmp else ""
+        return self.process.log_text()
 
     def wait_ready(self, timeout: float = START_TIMEOUT_SECONDS) -> str | None:
         """None once ``/health`` answers 200; else why the sidecar did not start (one line)."""
-        import requests
-
         attempts = 1
         deadline = time.monotonic() + timeout
         while True:
-            assert self.proc is not None
-            code = self.proc.poll()
-            if code is not None:
-                log = self._log_so_far()
-                if attempts < START_ATTEMPTS and ("already in use" in log or "Connection in use" in log):
-                    attempts += 1
-                    self._spawn()
-                    continue
-                errors = [line for line in log.splitlines() if line.startswith("Error:")]
-                said = errors[-1] if errors else (log.strip().splitlines() or ["no output"])[-1]
-                return f"the staging sidecar did not start: mlgov serve exited with code {code}: {_one_line(said)}"
+            assert self.process is not None
             try:
-                if requests.get(self.url + "/health", timeout=2).status_code == 200:
-                    return None
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
+                code = self.process.wait_healthy(deadline, HEALTH_POLL_SECONDS)
+            except TimeoutError:
                 return f"the staging sidecar did not answer {self.url}/health within {timeout:.0f}s"
-            time.sleep(HEALTH_POLL_SECONDS)
+            if code is None:
+                return None
+            log = self._log_so_far()
+            if attempts < START_ATTEMPTS and ("already in use" in log or "Connection in use" in log):
+                attempts += 1
+                self._spawn()
+                continue
+            errors = [line for line in log.splitlines() if line.startswith("Error:")]
+            said = errors[-1] if errors else (log.strip().splitlines() or ["no output"])[-1]
+            return f"the staging sidecar did not start: mlgov serve exited with code {code}: {_one_line(said)}"
 
     def stop(self) -> int | None:
         """Stop the sidecar (SIGTERM: gunicorn finishes its requests); its exit code. A SIGTERM to
@@ -546,32 +533,19 @@ class StagingSidecar:
         if self._old_sigterm is not None:
             signal.signal(signal.SIGTERM, lambda signum, _frame: deferred.append(signum))
         try:
-            if self.proc is not None:
-                running = self.proc.poll() is None
-                if running:
-                    self.proc.send_signal(signal.SIGTERM)
-                    try:
-                        self.proc.wait(STOP_TIMEOUT_SECONDS)
-                    except subprocess.TimeoutExpired:
-                        self.stopped_cleanly = False
-                        try:
-                            os.killpg(self.proc.pid, signal.SIGKILL)
-                        except ProcessLookupError:
-                            pass
-                        self.proc.wait(10)
-                    if self.stopped_cleanly is None:
-                        self.stopped_cleanly = self.proc.returncode == 0
-                self.exit_code = self.proc.returncode
+            if self.process is not None and self.process.proc is not None:
+                running = self.process.proc.poll() is None
+                self.exit_code = self.process.stop(STOP_TIMEOUT_SECONDS, group=False)
+                if running and self.process.killed:
+                    self.stopped_cleanly = False
+                if running and self.stopped_cleanly is None:
+                    self.stopped_cleanly = self.exit_code == 0
         finally:
             if self._old_sigterm is not None:
                 signal.signal(signal.SIGTERM, self._old_sigterm)
                 self._old_sigterm = None
-            if self._log is not None:
-                text = self._log_so_far()
-                self.log_text = text[-LOG_TAIL_CHARS:]
-                self._log.close()
-                self._log = None
             if self._tmp is not None:
+                self.log_text = self._log_so_far()[-LOG_TAIL_CHARS:]
                 shutil.rmtree(self._tmp, ignore_errors=True)
                 self._tmp = None
         if self.interrupted is None and deferred:

@@ -33,14 +33,14 @@ import numpy as np
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-from mlflow_governance import workflow
-from mlflow_governance.identity import current_user
+from mlflow_governance.core import workflow
+from mlflow_governance.core.identity import current_user
+from mlflow_governance.core.monitor_config import MonitorConfig, load_config
+from mlflow_governance.core.monitor_config import config_in_force as monitor_config_in_force
 from mlflow_governance.monitoring import suite
 from mlflow_governance.monitoring.base import BREACH
-from mlflow_governance.monitoring.config import MonitorConfig, load_config
-from mlflow_governance.monitoring.config import config_in_force as monitor_config_in_force
+from mlflow_governance.scoring.inputs import ValidationData, load_version, read_validation_data
 from mlflow_governance.validation import smoke
-from mlflow_governance.validation.inputs import ValidationData, load_version, read_validation_data
 from mlflow_governance.validation.report import report_html, report_json
 from mlflow_governance.validation.smoke import SmokeTestFailed
 
@@ -130,7 +130,7 @@ def validate(
     """Validate ``models:/model/version`` on ``data`` as the acting ModelValidator; see the module."""
     import mlflow
 
-    from mlflow_governance.client import GovernanceClient
+    from mlflow_governance.client.governance import GovernanceClient
     from mlflow_governance.training.register import development_run
 
     client = client or GovernanceClient()

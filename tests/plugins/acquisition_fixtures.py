@@ -53,7 +53,7 @@ class AcquiredTrainingSet:
 
 def expected_training_set(months):
     """The flights of ``months`` joined with their airports by pandas, ordered by FLIGHT_ID."""
-    from mlflow_governance.flights import source_tables
+    from mlflow_governance.airline.flights import source_tables
 
     flights, airports = source_tables(list(months))
     return flights.merge(airports, on="FLIGHT_ID", how="inner").sort_values("FLIGHT_ID").reset_index(drop=True)

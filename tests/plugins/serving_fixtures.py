@@ -22,8 +22,8 @@ __all__ = ["production_model", "production_registry", "summer_flights", "winter_
 
 @pytest.fixture(scope="session")
 def production_model(trained_model, tmp_path_factory):
-    from mlflow_governance import workflow as wf
-    from mlflow_governance.client import GovernanceClient
+    from mlflow_governance.client.governance import GovernanceClient
+    from mlflow_governance.core import workflow as wf
     from tests.conftest import ROLE_USER, acting
     from tests.governance_helpers import PATH, fields_for
     from tests.plugins.training_fixtures import _env
@@ -63,7 +63,7 @@ def production_registry(production_model, tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def summer_flights() -> pd.DataFrame:
     """Every July flight (source tables joined), the month furthest from the winter training data."""
-    from mlflow_governance.flights import source_tables
+    from mlflow_governance.airline.flights import source_tables
 
     flights, airports = source_tables([7])
     return flights.merge(airports, on="FLIGHT_ID")

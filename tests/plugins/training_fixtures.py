@@ -91,7 +91,7 @@ def _env(**values: str | None) -> Iterator[None]:
 
 def approve_for_development(registry_uri: str, model: str, data_uri: str) -> None:
     """Initiate ``model`` and walk it to Approved for Development, each step as its role's user."""
-    from mlflow_governance.client import GovernanceClient
+    from mlflow_governance.client.governance import GovernanceClient
     from tests.conftest import acting
 
     client = GovernanceClient(registry_uri)
@@ -138,7 +138,7 @@ def mlflow_run_train(
 @pytest.fixture(scope="session")
 def training_months_frame() -> pd.DataFrame:
     """Every January/February flight, source tables merged on FLIGHT_ID (acquisition's columns)."""
-    from mlflow_governance.flights import source_tables
+    from mlflow_governance.airline.flights import source_tables
 
     flights, airports = source_tables(list(TRAINING_MONTHS))
     return flights.merge(airports, on="FLIGHT_ID")
@@ -166,7 +166,7 @@ def trained_model(sqlite_template, training_parquet, tmp_path_factory) -> Traine
     """A governed registry where ``mlflow run -e train -P quick=true`` submitted version 1."""
     from mlflow import MlflowClient
 
-    from mlflow_governance.client import GovernanceClient
+    from mlflow_governance.client.governance import GovernanceClient
     from tests.conftest import _grant_all
 
     workdir = tmp_path_factory.mktemp("trained-model")
