@@ -15,8 +15,8 @@ import time
 import pytest
 import requests
 
-from mlflow_governance import workflow as wf
-from mlflow_governance.rest_client import RestGovernance
+from mlflow_governance.client.rest import RestGovernance
+from mlflow_governance.core import workflow as wf
 from tests.conftest import unique
 from tests.servers import mlflow_server
 
@@ -271,6 +271,9 @@ def test_forms_are_the_ones_the_user_may_use(server, browser_as):
     rita.get(server + "/governance/")
     assert watched not in (rita.find_elements(By.ID, "inbox") or [rita.find_element(By.ID, "inbox-empty")])[0].text
     assert watched in rita.find_element(By.ID, "models").text  # still listed among the readable models
+    # Asked over REST, the answer is the same: her role could approve, MLflow's READ cannot.
+    asked = api(server, "rita").may(watched, "approve", None, False, False, {}, None)
+    assert asked["allowed"] is False and asked["kind"] == "permission" and "does not grant EDIT" in asked["message"]
     adam = browser_as("adam")
     adam.get(model_url(server, watched))
     assert adam.find_element(By.ID, "do-approve") and not adam.find_elements(By.ID, "read-only")

@@ -166,6 +166,65 @@ def test_refusals_have_the_right_status(governance_server):
     assert exc.value.error_code == "RESOURCE_DOES_NOT_EXIST"
 
 
+def test_every_bad_request_is_400_naming_its_parameter(governance_server):
+    """Each route's input checks, over REST: 400 INVALID_PARAMETER_VALUE naming what is wrong."""
+    url = governance_server
+    model = unique("bad")
+    api(url, "olivia").initiate(model, "x", "low", None)
+    base = f"{url}/api/2.0/mlflow-governance"
+    adam, victor, olivia = ("adam", password("adam")), ("victor", password("victor")), ("olivia", password("olivia"))
+    posts = [
+        ("/models/transition", adam, [1, 2], "JSON object"),
+        ("/models/transition", adam, {"model": ["x"], "action": "approve"}, "'model' must be a string"),
+        ("/models/transition", adam, {"model": model, "action": "approve", "evidence": "breach"}, "evidence"),
+        ("/models/transition", adam, {"model": model, "action": "approve", "evidence": {"x": "y" * 20001}},
+         "evidence is longer than"),
+        ("/models/monitors", victor, {"model": model, "config": {}}, "version is required"),
+        ("/models/monitors", victor, {"model": model, "version": 1, "config": "quality"}, "config must be an object"),
+        ("/models/may", adam, {"model": model, "action": "approve", "new_version": "yes"}, "new_version must be"),
+    ]
+    for path, auth, body, says in posts:
+        r = requests.post(base + path, json=body, auth=auth, timeout=30)
+        assert r.status_code == 400 and r.json()["error_code"] == "INVALID_PARAMETER_VALUE", (path, body, r.text)
+        assert says in r.json()["message"], (says, r.text)
+    gets = [
+        ("/tasks", {"role": "Astronaut"}, "unknown role"),
+        ("/audit/verify", {"expect_seq": "3"}, "give both expect_seq and expect_hash"),
+        ("/factsheet", {"model": model, "format": "pdf"}, "format must be md or html"),
+    ]
+    for path, query, says in gets:
+        r = requests.get(base + path, params=query, auth=olivia, timeout=30)
+        assert r.status_code == 400 and says in r.json()["message"], (path, r.text)
+    # No payload database configured: the trace route says which setting names it.
+    r = requests.get(base + "/trace", params={"request_id": "0" * 32}, auth=olivia, timeout=30)
+    assert r.status_code == 404 and "MLGOV_PAYLOAD_URL" in r.json()["message"], r.text
+    assert api(url, "adam").status(model, None)["stage"] == wf.CANDIDACY_REVIEW  # nothing changed
+
+
+def test_lists_across_models_show_a_user_only_the_models_they_may_read(governance_server):
+    """Without a model, the audit trail and the events of a user who is not an admin keep only
+    models MLflow lets them read; a model denied to them is in neither."""
+    url = governance_server
+    seen, hidden = unique("seen"), unique("hidden")
+    for model in (seen, hidden):
+        api(url, "olivia").initiate(model, "x", "low", None)
+    r = requests.post(f"{url}/api/3.0/mlflow/users/permissions/grant", auth=("admin", ADMIN_PASSWORD),
+                      json={"username": "adam", "resource_type": "registered_model", "resource_id": hidden,
+                            "permission": "DENY"}, timeout=30)
+    assert r.status_code == 200, r.text
+    base = f"{url}/api/2.0/mlflow-governance"
+    adam = ("adam", password("adam"))
+    events = requests.get(base + "/events", params={"limit": "1000"}, auth=adam, timeout=30).json()["events"]
+    rows = requests.get(base + "/audit", auth=adam, timeout=30).json()["rows"]
+    for listed in ({e["model"] for e in events}, {r["model"] for r in rows}):
+        assert seen in listed and hidden not in listed, (seen, hidden)
+    admin_events = requests.get(base + "/events", params={"limit": "1000"}, auth=("admin", ADMIN_PASSWORD),
+                                timeout=30).json()["events"]
+    assert hidden in {e["model"] for e in admin_events}
+    r = requests.get(base + "/events", params={"model": hidden}, auth=adam, timeout=30)
+    assert r.status_code == 403 and r.json()["error_code"] == "PERMISSION_DENIED", r.text
+
+
 @pytest.mark.parametrize(
     ("method", "path"),
     [
