@@ -99,8 +99,9 @@ SHARED_GROUPS: tuple[tuple[str, frozenset[str]], ...] = (
 )
 # Sent out early, after the shared groups, one module at a time (the longest work first, so that
 # the tests sent one at a time fill the end of both workers' runs):
-# * the modules on the session's trained model (`mlflow run -e train`, about 40 s): 15 modules and
-#   about half the suite's time, too much for one worker; each worker trains once at most.
+# * the modules on the session's trained model (`mlflow run -e train`, about 40 s, started in the
+#   background as the run starts and shared by the workers): 15 modules and about half the suite's
+#   time, too much for one worker.
 EARLY_FIXTURES = frozenset({"trained_model", "production_model"})
 # * the modules of the slowest single tests (pipeline run, Spark).
 EARLY_MODULES = frozenset({"tests/test_pipeline.py", "tests/test_acquisition_spark.py"})
